@@ -1,0 +1,146 @@
+//! The core crate's error type.
+
+/// A boxed error from a store crate, carried through the core traits.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in the core: the backup repository, manifests, the pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A repository location could not be parsed or opened.
+    #[error("cannot open backup location {location}: {reason}")]
+    Location {
+        /// The location as given (credentials are never part of it).
+        location: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// An object store operation failed.
+    #[error("object store {operation} failed for {path}")]
+    ObjectStore {
+        /// What was attempted (put, get, list, ...).
+        operation: &'static str,
+        /// The object path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A backup has no manifest: it was never committed.
+    #[error("backup {backup} is incomplete: it has no manifest.json (it was never committed)")]
+    Incomplete {
+        /// The backup id.
+        backup: String,
+    },
+    /// No backup with that id exists.
+    #[error("no backup {backup} under {location}")]
+    NoSuchBackup {
+        /// The backup id.
+        backup: String,
+        /// The repository location.
+        location: String,
+    },
+    /// The repository has no complete backup.
+    #[error("no complete backup under {location}")]
+    NoBackups {
+        /// The repository location.
+        location: String,
+    },
+    /// The manifest could not be parsed.
+    #[error("manifest of backup {backup} is malformed: {reason}")]
+    MalformedManifest {
+        /// The backup id.
+        backup: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest was written by a newer library.
+    #[error("manifest of backup {backup} has format version {found}, this library reads up to {supported}: upgrade sourcegraph-backup")]
+    UnsupportedFormat {
+        /// The backup id.
+        backup: String,
+        /// The version found.
+        found: u32,
+        /// The newest version this library reads.
+        supported: u32,
+    },
+    /// An artifact does not match its manifest record.
+    #[error("artifact {path} is corrupt: {problem}")]
+    CorruptArtifact {
+        /// The artifact path inside the backup.
+        path: String,
+        /// What does not match.
+        problem: String,
+    },
+    /// An artifact the manifest lists is missing.
+    #[error("artifact {path} is missing from the backup")]
+    MissingArtifact {
+        /// The artifact path inside the backup.
+        path: String,
+    },
+    /// An artifact name is invalid or used twice.
+    #[error("invalid artifact name {name:?} for store {store}: {reason}")]
+    InvalidArtifactName {
+        /// The store id.
+        store: String,
+        /// The requested name.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Compressing or decompressing an artifact failed.
+    #[error("{operation} of artifact {path} failed")]
+    Codec {
+        /// compress or decompress.
+        operation: &'static str,
+        /// The artifact path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer of an artifact was dropped or its task failed.
+    #[error("artifact {path} was abandoned before it was finished: {reason}")]
+    Abandoned {
+        /// The artifact path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A store's exporter or importer failed.
+    #[error("store {store} failed during {phase}")]
+    Store {
+        /// The store id.
+        store: String,
+        /// export, import, check.
+        phase: &'static str,
+        /// The store's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// A store named in a request is not part of the backup or plan.
+    #[error("store {store} is not part of backup {backup}")]
+    UnknownStore {
+        /// The store id.
+        store: String,
+        /// The backup id.
+        backup: String,
+    },
+    /// Serialising the manifest failed.
+    #[error("cannot serialise the manifest: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl CoreError {
+    pub(crate) fn store(
+        operation: &'static str,
+        path: impl Into<String>,
+        source: object_store::Error,
+    ) -> Self {
+        CoreError::ObjectStore {
+            operation,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The pipeline that runs a plan (filled in with the pipeline issue).

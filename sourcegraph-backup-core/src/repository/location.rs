@@ -1,0 +1,94 @@
+//! Opening a repository from a path or a URL.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::ObjectStore;
+use url::Url;
+
+use super::BackupRepository;
+use crate::error::CoreError;
+
+pub(super) fn open(location: &str) -> Result<BackupRepository, CoreError> {
+    if !location.contains("://") {
+        return local(std::path::Path::new(location));
+    }
+    let err = |reason: String| CoreError::Location {
+        location: redact(location),
+        reason,
+    };
+    let url = Url::parse(location).map_err(|e| err(e.to_string()))?;
+    match url.scheme() {
+        "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|()| err("not an absolute local path".into()))?;
+            local(&path)
+        }
+        "memory" => Ok(BackupRepository::in_memory()),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+            let (store, prefix) = cloud(&url).map_err(|e| err(e.to_string()))?;
+            Ok(BackupRepository::from_store(store, prefix, redact(location)))
+        }
+        other => Err(err(format!(
+            "unsupported scheme {other:?}: use a local path, file://, memory://, s3://, gs:// or az://"
+        ))),
+    }
+}
+
+pub(super) fn local(dir: &std::path::Path) -> Result<BackupRepository, CoreError> {
+    let err = |reason: String| CoreError::Location {
+        location: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| err(e.to_string()))?
+        .with_automatic_cleanup(true);
+    Ok(BackupRepository::from_store(
+        Arc::new(store),
+        Path::default(),
+        dir.display().to_string(),
+    ))
+}
+
+/// Builds a cloud store the way `object_store` reads credentials: from the
+/// environment, then the URL.
+fn cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
+    let (_, path) = object_store::ObjectStoreScheme::parse(url)?;
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+    };
+    Ok((store, path))
+}
+
+/// Drops any userinfo from a URL so a location never shows a secret.
+pub(crate) fn redact(location: &str) -> String {
+    match Url::parse(location) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Ok(u) => {
+            let mut u = u;
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "<unparseable location>".into(),
+    }
+}

@@ -1,0 +1,357 @@
+//! The backup repository: backups as prefixes of an [`ObjectStore`], each
+//! holding artifacts and one `manifest.json` written last (restic's lesson).
+//!
+//! ```text
+//! <prefix>/<backup-id>/manifest.json              committed last; its presence = complete
+//! <prefix>/<backup-id>/<store-id>/<artifact-name> streamed in, size and sha256 on the fly
+//! ```
+
+mod location;
+mod reader;
+mod verify;
+mod writer;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::error::CoreError;
+use crate::manifest::{BackupManifest, MANIFEST_FILE};
+use crate::plan::BackupOption;
+use crate::store::StoreKind;
+
+pub use reader::{ArtifactReader, BackupReader};
+pub use verify::{ArtifactProblem, VerifyReport};
+pub use writer::{ArtifactOptions, ArtifactWriter, BackupWriter, BlockingArtifactWriter, StoreSection};
+
+/// Size of one multipart part: the S3 minimum is 5 MiB; parts are uploaded
+/// two at a time, so an artifact in flight holds at most a few parts.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// A place holding backups: a prefix in an object store.
+#[derive(Clone)]
+pub struct BackupRepository {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    location: String,
+}
+
+impl std::fmt::Debug for BackupRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupRepository")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// A complete backup as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupSummary {
+    /// The backup id.
+    pub id: String,
+    /// When it was started.
+    pub created_at: DateTime<Utc>,
+    /// The option chosen.
+    pub option: BackupOption,
+    /// Total stored bytes.
+    pub stored_bytes: u64,
+    /// The stores it holds.
+    pub stores: Vec<(String, StoreKind)>,
+    /// Whether the backup recorded warnings.
+    pub has_warnings: bool,
+}
+
+/// The state of a backup prefix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum BackupState {
+    /// Committed: the manifest is present and valid.
+    Complete(BackupSummary),
+    /// No manifest: never committed (interrupted or failed); can be cleaned up.
+    Incomplete {
+        /// The backup id.
+        id: String,
+    },
+    /// A manifest exists but cannot be read.
+    Unreadable {
+        /// The backup id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl BackupRepository {
+    /// Opens a repository from a local path or a URL: `file:///path`,
+    /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix`. Cloud credentials come from the environment
+    /// the way `object_store` reads them (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    pub fn open(location: &str) -> Result<Self, CoreError> {
+        location::open(location)
+    }
+
+    /// A repository in a local directory (created if missing); no URL needed.
+    pub fn local(dir: impl AsRef<std::path::Path>) -> Result<Self, CoreError> {
+        location::local(dir.as_ref())
+    }
+
+    /// A repository in memory (tests).
+    pub fn in_memory() -> Self {
+        Self::from_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            Path::default(),
+            "memory://",
+        )
+    }
+
+    /// A repository on any object store under `prefix`.
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: Path, location: impl Into<String>) -> Self {
+        BackupRepository {
+            store,
+            prefix,
+            location: location.into(),
+        }
+    }
+
+    /// The location, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn backup_prefix(&self, id: &str) -> Path {
+        self.prefix.clone().join(id)
+    }
+
+    pub(crate) fn object_path(&self, id: &str, relative: &str) -> Path {
+        relative
+            .split('/')
+            .fold(self.backup_prefix(id), |p, part| p.join(part))
+    }
+
+    /// Starts a new backup; nothing is visible as complete until
+    /// [`BackupWriter::commit`].
+    pub fn start_backup(&self, option: BackupOption) -> BackupWriter {
+        let created_at = Utc::now();
+        let id = format!(
+            "{}-{:04x}",
+            created_at.format("%Y%m%dT%H%M%SZ"),
+            rand::random::<u16>()
+        );
+        BackupWriter::new(self.clone(), id, created_at, option)
+    }
+
+    /// Every backup prefix with its state, newest first.
+    pub async fn list_all(&self) -> Result<Vec<BackupState>, CoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| CoreError::store("list", self.prefix.to_string(), e))?;
+        let mut ids: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|id| valid_backup_id(id))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(match self.read_manifest(&id).await {
+                Ok(m) => BackupState::Complete(summary(&m)),
+                Err(CoreError::Incomplete { .. }) => BackupState::Incomplete { id },
+                Err(e @ (CoreError::MalformedManifest { .. } | CoreError::UnsupportedFormat { .. })) => {
+                    BackupState::Unreadable {
+                        id,
+                        reason: e.to_string(),
+                    }
+                }
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Complete backups only, newest first.
+    pub async fn list(&self) -> Result<Vec<BackupSummary>, CoreError> {
+        Ok(self
+            .list_all()
+            .await?
+            .into_iter()
+            .filter_map(|s| match s {
+                BackupState::Complete(summary) => Some(summary),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Ids of backups that were never committed.
+    pub async fn list_incomplete(&self) -> Result<Vec<String>, CoreError> {
+        Ok(self
+            .list_all()
+            .await?
+            .into_iter()
+            .filter_map(|s| match s {
+                BackupState::Incomplete { id } => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Deletes every incomplete backup and returns their ids.
+    pub async fn clean_incomplete(&self) -> Result<Vec<String>, CoreError> {
+        let ids = self.list_incomplete().await?;
+        for id in &ids {
+            self.delete_objects(id).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Deletes a backup: the manifest first, so it stops being restorable
+    /// before any artifact goes.
+    pub async fn delete_backup(&self, id: &str) -> Result<(), CoreError> {
+        check_backup_id(id, self)?;
+        let manifest = self.object_path(id, MANIFEST_FILE);
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(CoreError::store("delete", manifest.to_string(), e)),
+        }
+        self.delete_objects(id).await
+    }
+
+    async fn delete_objects(&self, id: &str) -> Result<(), CoreError> {
+        let prefix = self.backup_prefix(id);
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| CoreError::store("list", prefix.to_string(), e))?;
+        for p in paths {
+            match self.store.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(CoreError::store("delete", p.to_string(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn read_manifest(&self, id: &str) -> Result<BackupManifest, CoreError> {
+        check_backup_id(id, self)?;
+        let path = self.object_path(id, MANIFEST_FILE);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| CoreError::store("get", path.to_string(), e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(CoreError::Incomplete { backup: id.into() })
+            }
+            Err(e) => return Err(CoreError::store("get", path.to_string(), e)),
+        };
+        BackupManifest::from_json(id, &bytes)
+    }
+
+    /// Opens a committed backup, validating its manifest.
+    pub async fn open_backup(&self, id: &str) -> Result<BackupReader, CoreError> {
+        match self.read_manifest(id).await {
+            Ok(m) => Ok(BackupReader::new(self.clone(), m)),
+            Err(CoreError::Incomplete { backup }) if !self.has_objects(&backup).await? => {
+                Err(CoreError::NoSuchBackup {
+                    backup,
+                    location: self.location.clone(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the newest complete backup.
+    pub async fn open_latest(&self) -> Result<BackupReader, CoreError> {
+        let newest = self
+            .list()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CoreError::NoBackups {
+                location: self.location.clone(),
+            })?;
+        self.open_backup(&newest.id).await
+    }
+
+    async fn has_objects(&self, id: &str) -> Result<bool, CoreError> {
+        let prefix = self.backup_prefix(id);
+        let first = self
+            .store
+            .list(Some(&prefix))
+            .try_next()
+            .await
+            .map_err(|e| CoreError::store("list", prefix.to_string(), e))?;
+        Ok(first.is_some())
+    }
+
+    /// Re-reads every artifact of a committed backup and reports each missing
+    /// one and each size or SHA-256 mismatch by name. Restores nothing.
+    pub async fn verify(&self, id: &str) -> Result<VerifyReport, CoreError> {
+        let reader = self.open_backup(id).await?;
+        Ok(verify::verify(&reader).await)
+    }
+}
+
+fn summary(m: &BackupManifest) -> BackupSummary {
+    BackupSummary {
+        id: m.backup_id.clone(),
+        created_at: m.created_at,
+        option: m.option,
+        stored_bytes: m.stored_bytes(),
+        stores: m.stores.iter().map(|s| (s.id.clone(), s.kind)).collect(),
+        has_warnings: !m.warnings.is_empty() || m.stores.iter().any(|s| !s.warnings.is_empty()),
+    }
+}
+
+fn valid_backup_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.')
+}
+
+fn check_backup_id(id: &str, repo: &BackupRepository) -> Result<(), CoreError> {
+    if valid_backup_id(id) {
+        Ok(())
+    } else {
+        Err(CoreError::NoSuchBackup {
+            backup: id.into(),
+            location: repo.location.clone(),
+        })
+    }
+}
+
+/// Checks a path relative to a backup prefix: `/`-separated, no empty, `.`
+/// or `..` segments, no backslashes or control characters.
+pub fn validate_relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.len() > 1024 {
+        return Err(format!("artifact path {path:?} is empty or too long"));
+    }
+    for seg in path.split('/') {
+        if seg.is_empty()
+            || seg == "."
+            || seg == ".."
+            || seg.contains('\\')
+            || seg.chars().any(char::is_control)
+        {
+            return Err(format!("artifact path {path:?} has an invalid segment {seg:?}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Reading a committed backup: artifacts are verified while they are read.
+//!
+//! Raw bytes are fetched by an async task that counts and hashes them; when
+//! the object ends, size and SHA-256 are compared with the manifest and a
+//! mismatch is delivered as the stream's last item, so a reader that reads to
+//! the end can never miss a truncated or corrupt artifact. Decompression
+//! runs on a blocking thread.
+
+use std::io::Read;
+
+use bytes::{Buf, Bytes};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::BackupRepository;
+use crate::error::CoreError;
+use crate::manifest::{ArtifactRecord, BackupManifest, Compression};
+
+const RAW_DEPTH: usize = 4;
+const DECODED_CHUNK: usize = 1024 * 1024;
+
+/// A committed backup opened for reading.
+#[derive(Debug, Clone)]
+pub struct BackupReader {
+    repo: BackupRepository,
+    manifest: std::sync::Arc<BackupManifest>,
+}
+
+impl BackupReader {
+    pub(super) fn new(repo: BackupRepository, manifest: BackupManifest) -> Self {
+        BackupReader {
+            repo,
+            manifest: std::sync::Arc::new(manifest),
+        }
+    }
+
+    /// The backup id.
+    pub fn id(&self) -> &str {
+        &self.manifest.backup_id
+    }
+
+    /// The validated manifest.
+    pub fn manifest(&self) -> &BackupManifest {
+        &self.manifest
+    }
+
+    /// The repository it lives in.
+    pub fn repository(&self) -> &BackupRepository {
+        &self.repo
+    }
+
+    /// Opens an artifact for reading; nothing is fetched until it is consumed.
+    pub fn open_artifact(&self, record: &ArtifactRecord) -> ArtifactReader {
+        ArtifactReader {
+            repo: self.repo.clone(),
+            backup: self.id().to_string(),
+            record: record.clone(),
+        }
+    }
+}
+
+/// One artifact, verified against its record while read.
+#[derive(Debug, Clone)]
+pub struct ArtifactReader {
+    repo: BackupRepository,
+    backup: String,
+    record: ArtifactRecord,
+}
+
+impl ArtifactReader {
+    /// The record this artifact is checked against.
+    pub fn record(&self) -> &ArtifactRecord {
+        &self.record
+    }
+
+    /// Starts fetching the stored bytes; the receiver yields raw chunks and,
+    /// on mismatch or failure, an error as its last item.
+    fn raw(&self) -> mpsc::Receiver<Result<Bytes, CoreError>> {
+        let (tx, rx) = mpsc::channel(RAW_DEPTH);
+        let store = self.repo.store.clone();
+        let object = self.repo.object_path(&self.backup, &self.record.path);
+        let record = self.record.clone();
+        tokio::spawn(async move {
+            let path = record.path.clone();
+            let result = async {
+                let get = match store.get(&object).await {
+                    Ok(g) => g,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(CoreError::MissingArtifact { path: path.clone() })
+                    }
+                    Err(e) => return Err(CoreError::store("get", object.to_string(), e)),
+                };
+                let mut stream = get.into_stream();
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| CoreError::store("get", object.to_string(), e))?;
+                    size += chunk.len() as u64;
+                    if size > record.size {
+                        return Err(corrupt(
+                            &path,
+                            format!("longer than the {} bytes the manifest records", record.size),
+                        ));
+                    }
+                    hasher.update(&chunk);
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(()); // the consumer stopped reading
+                    }
+                }
+                check(&record, size, &hex::encode(hasher.finalize()))
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
+    /// A blocking reader of the decompressed content, for `spawn_blocking`
+    /// code (tar). Reading to the end verifies the artifact; a mismatch is an
+    /// `io::Error` wrapping a [`CoreError`].
+    pub fn into_blocking_read(self) -> Box<dyn Read + Send> {
+        let raw = RawRead {
+            rx: self.raw(),
+            current: Bytes::new(),
+            done: false,
+        };
+        match self.record.compression {
+            Compression::None => Box::new(raw),
+            Compression::Zstd { .. } => Box::new(ZstdRead::new(raw, self.record.path.clone())),
+        }
+    }
+
+    /// The decompressed content as a channel of chunks, decoded on a blocking
+    /// thread. The last item is an error when the artifact does not verify.
+    pub fn into_chunks(self) -> mpsc::Receiver<Result<Bytes, CoreError>> {
+        let (tx, rx) = mpsc::channel(RAW_DEPTH);
+        let path = self.record.path.clone();
+        let mut reader = self.into_blocking_read();
+        tokio::task::spawn_blocking(move || loop {
+            let mut buf = vec![0u8; DECODED_CHUNK];
+            match read_full(&mut reader, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(into_core(e, &path)));
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Reads the whole decompressed artifact; for small artifacts only.
+    pub async fn read_to_end(self) -> Result<Bytes, CoreError> {
+        let mut rx = self.into_chunks();
+        let mut out = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Fetches the stored bytes and checks size and SHA-256, without decoding.
+    pub async fn verify(self) -> Result<(), CoreError> {
+        let mut rx = self.raw();
+        while let Some(item) = rx.recv().await {
+            item?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(path: &str, problem: String) -> CoreError {
+    CoreError::CorruptArtifact {
+        path: path.into(),
+        problem,
+    }
+}
+
+fn check(record: &ArtifactRecord, size: u64, sha256: &str) -> Result<(), CoreError> {
+    if size != record.size {
+        return Err(corrupt(
+            &record.path,
+            format!(
+                "{size} bytes stored, the manifest records {} (truncated?)",
+                record.size
+            ),
+        ));
+    }
+    if sha256 != record.sha256 {
+        return Err(corrupt(
+            &record.path,
+            format!("sha256 {sha256} does not match the manifest's {}", record.sha256),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns an I/O error from the read side back into the core error it carries.
+pub(crate) fn into_core(e: std::io::Error, path: &str) -> CoreError {
+    match e.downcast::<CoreError>() {
+        Ok(core) => core,
+        Err(e) => CoreError::Codec {
+            operation: "decompression",
+            path: path.into(),
+            source: e,
+        },
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Raw stored bytes as a blocking reader.
+struct RawRead {
+    rx: mpsc::Receiver<Result<Bytes, CoreError>>,
+    current: Bytes,
+    done: bool,
+}
+
+impl RawRead {
+    /// Reads the rest so the verification at the end runs.
+    fn drain(&mut self) -> std::io::Result<()> {
+        let mut sink = [0u8; 64 * 1024];
+        while self.read(&mut sink)? > 0 {}
+        Ok(())
+    }
+}
+
+impl Read for RawRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(std::io::Error::other(e));
+                }
+                None => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// zstd-decoded reader that drains the raw stream at the end, so trailing
+/// bytes and the final checksum are always checked.
+struct ZstdRead {
+    decoder: Option<zstd::stream::read::Decoder<'static, std::io::BufReader<RawRead>>>,
+    path: String,
+}
+
+impl ZstdRead {
+    fn new(raw: RawRead, path: String) -> Self {
+        let decoder = zstd::stream::read::Decoder::new(raw).ok();
+        ZstdRead { decoder, path }
+    }
+}
+
+impl Read for ZstdRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Err(std::io::Error::other(CoreError::Codec {
+                operation: "decompression",
+                path: self.path.clone(),
+                source: std::io::Error::other("cannot create a zstd decoder"),
+            }));
+        };
+        let n = decoder.read(buf).map_err(|e| {
+            // A verification failure underneath wins over the decoder's complaint.
+            let mut raw_err = None;
+            if let Err(raw) = decoder.get_mut().get_mut().drain() {
+                raw_err = Some(raw);
+            }
+            match raw_err {
+                Some(raw) => raw,
+                None if e.get_ref().is_some_and(|inner| inner.is::<CoreError>()) => e,
+                None => std::io::Error::other(CoreError::CorruptArtifact {
+                    path: self.path.clone(),
+                    problem: format!("not a valid zstd stream: {e}"),
+                }),
+            }
+        })?;
+        if n == 0 && !buf.is_empty() {
+            decoder.get_mut().get_mut().drain()?;
+        }
+        Ok(n)
+    }
+}
