@@ -1,1 +1,343 @@
-//! The pipeline that runs a plan (filled in with the pipeline issue).
+//! The pipeline: runs a plan's exporters into a new backup, or a backup's
+//! importers into a target.
+//!
+//! Backup runs the exporters of every included store concurrently (bounded),
+//! forwards their progress, and commits the manifest only when all of them
+//! succeeded: a failure in any store leaves no manifest and names the store.
+//! Restore runs importers phase by phase: databases first, then
+//! configuration (so its revisions land on top of the restored tables), then
+//! volumes, each phase's stores in parallel.
+//!
+//! Listing and verifying backups are [`BackupRepository::list`] and
+//! [`BackupRepository::verify`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sourcegraph_backup_core::pipeline::BackupPipeline;
+//! use sourcegraph_backup_core::{plan, BackupOption, BackupRepository, Deployment, Exporter, PlanRequest};
+//!
+//! # async fn run(pgsql: Arc<dyn Exporter>, config: Arc<dyn Exporter>) -> Result<(), sourcegraph_backup_core::CoreError> {
+//! let repo = BackupRepository::open("s3://backups/sourcegraph")?;
+//! let plan = plan(&PlanRequest::new(BackupOption::AllPostgres, Deployment::Kubernetes));
+//! let outcome = BackupPipeline::new(repo, plan)
+//!     .exporter(pgsql)
+//!     .exporter(config)
+//!     .run()
+//!     .await?;
+//! println!("backup {} committed", outcome.manifest.backup_id);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::error::CoreError;
+use crate::manifest::{BackupManifest, SourceInfo};
+use crate::plan::{Decision, Plan};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::repository::{BackupReader, BackupRepository, StoreSection};
+use crate::store::{ExportContext, Exporter, ImportContext, ImportReport, Importer, StoreKind};
+
+/// What one store did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreOutcome {
+    /// The store id.
+    pub store: String,
+    /// Its kind.
+    pub kind: StoreKind,
+    /// Bytes as stored in the backup (compressed).
+    pub stored_bytes: u64,
+    /// Bytes before compression.
+    pub raw_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Warnings the store reported.
+    pub warnings: Vec<String>,
+}
+
+/// A committed backup and what each store did.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The committed manifest.
+    pub manifest: BackupManifest,
+    /// One entry per exported store.
+    pub stores: Vec<StoreOutcome>,
+    /// Wall time of the whole backup.
+    pub elapsed: Duration,
+}
+
+/// Runs a plan's exporters into a new backup.
+#[derive(Debug)]
+pub struct BackupPipeline {
+    repo: BackupRepository,
+    plan: Plan,
+    exporters: Vec<Arc<dyn Exporter>>,
+    concurrency: usize,
+    progress: ProgressSink,
+}
+
+impl BackupPipeline {
+    /// A pipeline writing `plan` into `repo`.
+    pub fn new(repo: BackupRepository, plan: Plan) -> Self {
+        BackupPipeline {
+            repo,
+            plan,
+            exporters: Vec::new(),
+            concurrency: 4,
+            progress: ProgressSink::disabled(),
+        }
+    }
+
+    /// Adds the exporter of one store.
+    pub fn exporter(mut self, exporter: Arc<dyn Exporter>) -> Self {
+        self.exporters.push(exporter);
+        self
+    }
+
+    /// How many stores export at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Where progress events go.
+    pub fn progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = sink;
+        self
+    }
+
+    /// Runs every exporter the plan includes and commits the manifest.
+    /// Fails, leaving no manifest, when any store fails, when an included
+    /// store has no exporter, or when an exporter's store is not in the plan.
+    pub async fn run(self) -> Result<BackupOutcome, CoreError> {
+        let started = Instant::now();
+        let BackupPipeline {
+            repo,
+            plan,
+            exporters,
+            concurrency,
+            progress,
+        } = self;
+        let mut selected = Vec::new();
+        for e in exporters {
+            match plan.stores.iter().find(|s| s.id == e.id() && s.kind == e.kind()) {
+                Some(s) if s.decision == Decision::Included => selected.push(e),
+                Some(_) => {} // the plan skips it, with its reason
+                None => {
+                    return Err(CoreError::UnknownStore {
+                        store: e.id().into(),
+                        backup: "the plan".into(),
+                    })
+                }
+            }
+        }
+        for s in plan.included_stores() {
+            if !selected.iter().any(|e| e.id() == s.id && e.kind() == s.kind) {
+                return Err(CoreError::Store {
+                    store: s.id.clone(),
+                    phase: "planning",
+                    source: "the plan includes this store but no exporter was given for it".into(),
+                });
+            }
+        }
+        let writer = repo.start_backup(plan.request.option);
+        let results: Vec<(StoreSection, StoreOutcome, SourceInfo)> = stream::iter(selected)
+            .map(|exporter| {
+                let ctx = ExportContext::new(exporter.id(), writer.clone(), progress.clone());
+                let progress = progress.clone();
+                async move {
+                    let store = exporter.id().to_string();
+                    let t0 = Instant::now();
+                    progress.send(ProgressEvent::StoreStarted {
+                        store: store.clone(),
+                        total_bytes: None,
+                    });
+                    let result = exporter.export(ctx).await;
+                    progress.send(ProgressEvent::StoreFinished {
+                        store: store.clone(),
+                        error: result.as_ref().err().map(|e| e.to_string()),
+                    });
+                    let report = result.map_err(|source| CoreError::Store {
+                        store: store.clone(),
+                        phase: "export",
+                        source,
+                    })?;
+                    let section = StoreSection {
+                        id: store.clone(),
+                        kind: exporter.kind(),
+                        catalog: exporter.catalog(),
+                        details: report.details,
+                        warnings: report.warnings.clone(),
+                    };
+                    let outcome = StoreOutcome {
+                        store,
+                        kind: exporter.kind(),
+                        stored_bytes: 0,
+                        raw_bytes: 0,
+                        elapsed: t0.elapsed(),
+                        warnings: report.warnings,
+                    };
+                    Ok::<_, CoreError>((section, outcome, report.source))
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+
+        let mut source = SourceInfo::default();
+        let mut sections = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut warnings = Vec::new();
+        for (section, mut outcome, store_source) in results {
+            if source.sourcegraph_version.is_none() {
+                source.sourcegraph_version = store_source.sourcegraph_version;
+            }
+            source.schema_versions.extend(store_source.schema_versions);
+            let artifacts = writer.artifacts_of(&section.id);
+            outcome.stored_bytes = artifacts.iter().map(|a| a.size).sum();
+            outcome.raw_bytes = artifacts.iter().map(|a| a.uncompressed_size).sum();
+            warnings.extend(section.warnings.iter().map(|w| format!("{}: {w}", section.id)));
+            sections.push(section);
+            outcomes.push(outcome);
+        }
+        sections.sort_by(|a, b| a.id.cmp(&b.id));
+        outcomes.sort_by(|a, b| a.store.cmp(&b.store));
+        let manifest = writer.commit(sections, Some(plan), source, warnings).await?;
+        Ok(BackupOutcome {
+            manifest,
+            stores: outcomes,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// What a restore did, per store.
+#[derive(Debug, Clone)]
+pub struct RestoreOutcome {
+    /// The backup restored from.
+    pub backup: String,
+    /// Per store: its import report and wall time, in restore order.
+    pub stores: Vec<(String, ImportReport, Duration)>,
+    /// Stores in the backup that no importer was given for.
+    pub not_restored: Vec<String>,
+    /// Wall time of the whole restore.
+    pub elapsed: Duration,
+}
+
+/// Runs a committed backup's importers into targets, phase by phase.
+#[derive(Debug)]
+pub struct RestorePipeline {
+    backup: BackupReader,
+    importers: Vec<Arc<dyn Importer>>,
+    concurrency: usize,
+    progress: ProgressSink,
+}
+
+impl RestorePipeline {
+    /// A restore of `backup`.
+    pub fn new(backup: BackupReader) -> Self {
+        RestorePipeline {
+            backup,
+            importers: Vec::new(),
+            concurrency: 4,
+            progress: ProgressSink::disabled(),
+        }
+    }
+
+    /// Adds the importer of one store.
+    pub fn importer(mut self, importer: Arc<dyn Importer>) -> Self {
+        self.importers.push(importer);
+        self
+    }
+
+    /// How many stores of one phase import at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Where progress events go.
+    pub fn progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = sink;
+        self
+    }
+
+    /// Runs the importers: databases, then configuration, then volumes.
+    /// Every importer's store must be in the backup; that is checked before
+    /// anything is imported.
+    pub async fn run(self) -> Result<RestoreOutcome, CoreError> {
+        let started = Instant::now();
+        let RestorePipeline {
+            backup,
+            importers,
+            concurrency,
+            progress,
+        } = self;
+        let mut phases: BTreeMap<u8, Vec<(Arc<dyn Importer>, ImportContext)>> = BTreeMap::new();
+        for imp in importers {
+            let ctx = ImportContext::new(imp.id(), backup.clone(), progress.clone())?;
+            if ctx.store_manifest().kind != imp.kind() {
+                return Err(CoreError::UnknownStore {
+                    store: format!("{} ({:?})", imp.id(), imp.kind()),
+                    backup: backup.id().into(),
+                });
+            }
+            phases
+                .entry(imp.kind().restore_phase())
+                .or_default()
+                .push((imp, ctx));
+        }
+        let restored: Vec<String> = phases
+            .values()
+            .flatten()
+            .map(|(i, _)| i.id().to_string())
+            .collect();
+        let not_restored = backup
+            .manifest()
+            .stores
+            .iter()
+            .filter(|s| !restored.contains(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut stores = Vec::new();
+        for (_, group) in phases {
+            let mut done: Vec<(String, ImportReport, Duration)> = stream::iter(group)
+                .map(|(imp, ctx)| {
+                    let progress = progress.clone();
+                    async move {
+                        let store = imp.id().to_string();
+                        let t0 = Instant::now();
+                        progress.send(ProgressEvent::StoreStarted {
+                            store: store.clone(),
+                            total_bytes: None,
+                        });
+                        let result = imp.import(ctx).await;
+                        progress.send(ProgressEvent::StoreFinished {
+                            store: store.clone(),
+                            error: result.as_ref().err().map(|e| e.to_string()),
+                        });
+                        let report = result.map_err(|source| CoreError::Store {
+                            store: store.clone(),
+                            phase: "import",
+                            source,
+                        })?;
+                        Ok::<_, CoreError>((store, report, t0.elapsed()))
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .try_collect()
+                .await?;
+            done.sort_by(|a, b| a.0.cmp(&b.0));
+            stores.extend(done);
+        }
+        Ok(RestoreOutcome {
+            backup: backup.id().into(),
+            stores,
+            not_restored,
+            elapsed: started.elapsed(),
+        })
+    }
+}
