@@ -227,6 +227,9 @@ pub struct RestoreOutcome {
     pub elapsed: Duration,
 }
 
+/// An importer with the context it imports from.
+type ImportJob = (Arc<dyn Importer>, ImportContext);
+
 /// Runs a committed backup's importers into targets, phase by phase.
 #[derive(Debug)]
 pub struct RestorePipeline {
@@ -276,7 +279,7 @@ impl RestorePipeline {
             concurrency,
             progress,
         } = self;
-        let mut phases: BTreeMap<u8, Vec<(Arc<dyn Importer>, ImportContext)>> = BTreeMap::new();
+        let mut phases: BTreeMap<u8, Vec<ImportJob>> = BTreeMap::new();
         for imp in importers {
             let ctx = ImportContext::new(imp.id(), backup.clone(), progress.clone())?;
             if ctx.store_manifest().kind != imp.kind() {
