@@ -1,0 +1,133 @@
+//! Dependency order: a topological sort per section over the edges gathered from `pg_depend`
+//! (plus the few it does not record), with a stable tie-break by kind, schema and name so the
+//! output is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::{ObjectKind, SchemaObject, Section};
+
+/// Adds the edges `pg_depend` cannot express:
+/// - a materialized view's refresh waits for the refreshes of materialized views it reads;
+/// - whatever needs a partitioned index (an FK to a partitioned key) waits for every
+///   `ATTACH PARTITION` into it, since the parent index is only valid once all are attached.
+pub(crate) fn add_implied_edges(objects: &mut [SchemaObject]) {
+    let kinds: HashMap<String, ObjectKind> = objects
+        .iter()
+        .map(|o| (o.identity.clone(), o.kind))
+        .collect();
+    let refresh_of: HashMap<String, String> = objects
+        .iter()
+        .filter(|o| o.kind == ObjectKind::MaterializedViewRefresh)
+        .filter_map(|o| o.table.clone().map(|t| (t, o.identity.clone())))
+        .collect();
+    let deps_of: HashMap<String, Vec<String>> = objects
+        .iter()
+        .map(|o| (o.identity.clone(), o.depends_on.clone()))
+        .collect();
+    let mut attaches: HashMap<String, Vec<String>> = HashMap::new();
+    for o in objects.iter().filter(|o| o.kind == ObjectKind::IndexAttach) {
+        if let Some(parent) = o.depends_on.first() {
+            attaches
+                .entry(parent.clone())
+                .or_default()
+                .push(o.identity.clone());
+        }
+    }
+    for o in objects.iter_mut() {
+        let mut extra = Vec::new();
+        if o.kind == ObjectKind::MaterializedViewRefresh {
+            if let Some(view) = &o.table {
+                for dep in deps_of.get(view).into_iter().flatten() {
+                    if kinds.get(dep) == Some(&ObjectKind::MaterializedView) {
+                        if let Some(r) = refresh_of.get(dep) {
+                            extra.push(r.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if o.kind != ObjectKind::IndexAttach {
+            for dep in &o.depends_on {
+                extra.extend(attaches.get(dep).into_iter().flatten().cloned());
+            }
+        }
+        for e in extra {
+            if e != o.identity && !o.depends_on.contains(&e) {
+                o.depends_on.push(e);
+            }
+        }
+        o.depends_on.sort();
+    }
+}
+
+/// Sorts objects: pre-data first, then post-data, each in dependency order. Edges to
+/// unknown identities or into the other section are ignored; a cycle is broken at the
+/// smallest remaining object (by kind, schema, name).
+pub(crate) fn order(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
+    let mut out = Vec::with_capacity(objects.len());
+    let (pre, post): (Vec<_>, Vec<_>) = objects
+        .into_iter()
+        .partition(|o| o.section == Section::PreData);
+    out.extend(sort_section(pre));
+    out.extend(sort_section(post));
+    out
+}
+
+type Key = (ObjectKind, String, String, String);
+
+fn key(o: &SchemaObject) -> Key {
+    (o.kind, o.schema.clone(), o.name.clone(), o.identity.clone())
+}
+
+fn sort_section(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
+    let by_id: HashMap<String, Key> = objects
+        .iter()
+        .map(|o| (o.identity.clone(), key(o)))
+        .collect();
+    // Remaining prerequisites per object, and who waits on whom.
+    let mut pending: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
+    let mut waiters: HashMap<Key, Vec<Key>> = HashMap::new();
+    for o in &objects {
+        let k = key(o);
+        let deps: BTreeSet<Key> = o
+            .depends_on
+            .iter()
+            .filter_map(|d| by_id.get(d).cloned())
+            .filter(|d| *d != k)
+            .collect();
+        for d in &deps {
+            waiters.entry(d.clone()).or_default().push(k.clone());
+        }
+        pending.insert(k, deps);
+    }
+    let mut store: HashMap<Key, SchemaObject> = objects.into_iter().map(|o| (key(&o), o)).collect();
+    let mut ready: BTreeSet<Key> = pending
+        .iter()
+        .filter(|(_, d)| d.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut out = Vec::with_capacity(store.len());
+    while !pending.is_empty() {
+        let next = match ready.pop_first() {
+            Some(k) => k,
+            // A cycle: emit the smallest remaining object and carry on.
+            None => match pending.keys().next() {
+                Some(k) => k.clone(),
+                None => break,
+            },
+        };
+        pending.remove(&next);
+        for w in waiters.get(&next).into_iter().flatten() {
+            if let Some(deps) = pending.get_mut(w) {
+                deps.remove(&next);
+                if deps.is_empty() {
+                    ready.insert(w.clone());
+                }
+            }
+        }
+        if let Some(o) = store.remove(&next) {
+            out.push(o);
+        }
+    }
+    out
+}

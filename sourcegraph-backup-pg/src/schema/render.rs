@@ -1,0 +1,150 @@
+//! Rendering a [`SchemaDump`] as SQL: pre-data script, post-data script, and post-data steps
+//! for parallel execution.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectKind, SchemaDump, SchemaObject, Section};
+
+/// How to render the DDL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderOptions {
+    /// `server_version_num` of the target server.
+    pub target_server_version_num: i32,
+    /// Emit `ALTER ... OWNER TO` (roles must exist on the target).
+    pub include_owners: bool,
+    /// Emit `GRANT`s.
+    pub include_acl: bool,
+    /// Source role → target role, for owners and grants.
+    pub role_map: BTreeMap<String, String>,
+    /// Add `VERSION '...'` to `CREATE EXTENSION` (off: the target's default version, which
+    /// is what a fresh install on that server gets; pinning can fail across majors).
+    pub pin_extension_versions: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            target_server_version_num: 0,
+            include_owners: false,
+            include_acl: false,
+            role_map: BTreeMap::new(),
+            pin_extension_versions: false,
+        }
+    }
+}
+
+/// One post-data statement group, for parallel execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostDataStep {
+    /// Identity of the object.
+    pub identity: String,
+    /// The table (identity) whose data must be loaded before this step runs.
+    pub table: Option<String>,
+    /// What the step creates.
+    pub kind: ObjectKind,
+    /// The statements (run [`SchemaDump::session_setup_sql`] first on the connection).
+    pub sql: String,
+    /// Identities of post-data steps that must finish first (all within this list).
+    pub depends_on: Vec<String>,
+}
+
+/// Session settings every connection applying this DDL runs first: no statement timeout,
+/// fully qualified names (empty `search_path`), no function body checks.
+const SESSION_SETUP: &str = "SET statement_timeout = 0;\n\
+SET lock_timeout = 0;\n\
+SET client_encoding = 'UTF8';\n\
+SET standard_conforming_strings = on;\n\
+SELECT pg_catalog.set_config('search_path', '', false);\n\
+SET check_function_bodies = false;\n\
+SET xmloption = content;\n\
+SET client_min_messages = warning;\n\
+SET row_security = off;\n";
+
+/// Quotes a role name (always quoted: correct for every name).
+fn quote_role(role: &str) -> String {
+    format!("\"{}\"", role.replace('"', "\"\""))
+}
+
+impl SchemaDump {
+    /// Session settings to run on every connection before executing any of this DDL.
+    pub fn session_setup_sql() -> &'static str {
+        SESSION_SETUP
+    }
+
+    /// The pre-data script: session setup, then extensions, schemas, types, functions,
+    /// sequences, tables, views... in dependency order.
+    pub fn pre_data_sql(&self, opts: &RenderOptions) -> String {
+        let mut out = String::from(SESSION_SETUP);
+        for o in self.section(Section::PreData) {
+            out.push('\n');
+            out += &self.render_object(o, opts);
+        }
+        out
+    }
+
+    /// The post-data script (constraints, indexes, triggers, policies...) as one sequential
+    /// script, in dependency order.
+    pub fn post_data_sql(&self, opts: &RenderOptions) -> String {
+        let mut out = String::from(SESSION_SETUP);
+        for o in self.section(Section::PostData) {
+            out.push('\n');
+            out += &self.render_object(o, opts);
+        }
+        out
+    }
+
+    /// The post-data statements as steps in dependency order, for parallel execution: a
+    /// step may run once its table's data is loaded and its `depends_on` steps finished.
+    pub fn post_data_steps(&self) -> Vec<PostDataStep> {
+        let post: std::collections::HashSet<&str> = self
+            .section(Section::PostData)
+            .map(|o| o.identity.as_str())
+            .collect();
+        self.section(Section::PostData)
+            .map(|o| PostDataStep {
+                identity: o.identity.clone(),
+                table: o.table.clone(),
+                kind: o.kind,
+                sql: o.sql.clone(),
+                depends_on: o
+                    .depends_on
+                    .iter()
+                    .filter(|d| post.contains(d.as_str()))
+                    .cloned()
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn render_object(&self, o: &SchemaObject, opts: &RenderOptions) -> String {
+        let mut sql = o.sql.clone();
+        if o.kind == ObjectKind::Extension && opts.pin_extension_versions {
+            if let Some(ext) = self.extensions.iter().find(|e| e.name == o.name) {
+                let version = format!(" VERSION '{}';\n", ext.version.replace('\'', "''"));
+                if let Some(pos) = sql.find(";\n") {
+                    sql.replace_range(pos..pos + 2, &version);
+                }
+            }
+        }
+        let map = |role: &str| {
+            quote_role(opts.role_map.get(role).map(String::as_str).unwrap_or(role))
+        };
+        if opts.include_owners {
+            if let (Some(owner), Some(target)) = (&o.owner, &o.alter_target) {
+                sql += &format!("ALTER {target} OWNER TO {};\n", map(owner));
+            }
+        }
+        if opts.include_acl {
+            if let Some(target) = &o.grant_target {
+                for a in &o.acl {
+                    let grantee = a.grantee.as_deref().map(map).unwrap_or_else(|| "PUBLIC".into());
+                    let option = if a.grantable { " WITH GRANT OPTION" } else { "" };
+                    sql += &format!("GRANT {} ON {target} TO {grantee}{option};\n", a.privilege);
+                }
+            }
+        }
+        sql
+    }
+}
