@@ -80,9 +80,9 @@ pub enum ConfigError {
         /// The SQLSTATE code, when the server sent one.
         code: Option<String>,
     },
-    /// Connecting failed.
+    /// Connecting failed (boxed: the driver error is large).
     #[error(transparent)]
-    Connect(#[from] sourcegraph_backup_pg::PgError),
+    Connect(Box<sourcegraph_backup_pg::PgError>),
     /// A file could not be read or written.
     #[error("cannot {operation} {path}: {source}")]
     Io {
@@ -108,7 +108,19 @@ pub enum ConfigError {
     },
     /// Reading or writing an artifact failed.
     #[error(transparent)]
-    Core(#[from] sourcegraph_backup_core::CoreError),
+    Core(Box<sourcegraph_backup_core::CoreError>),
+}
+
+impl From<sourcegraph_backup_pg::PgError> for ConfigError {
+    fn from(e: sourcegraph_backup_pg::PgError) -> Self {
+        ConfigError::Connect(Box::new(e))
+    }
+}
+
+impl From<sourcegraph_backup_core::CoreError> for ConfigError {
+    fn from(e: sourcegraph_backup_core::CoreError) -> Self {
+        ConfigError::Core(Box::new(e))
+    }
 }
 
 impl ConfigError {
@@ -122,11 +134,18 @@ impl ConfigError {
                 ),
                 None => (e.to_string(), None),
             };
-            ConfigError::Query { context, reason, code }
+            ConfigError::Query {
+                context,
+                reason,
+                code,
+            }
         }
     }
 
-    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| ConfigError::Io {
             operation,

@@ -48,7 +48,12 @@ impl ConfigFilePaths {
         let get = |n: &str| lookup(n).filter(|v| !v.is_empty());
         ConfigFilePaths {
             site_config: get(SITE_CONFIG_FILE)
-                .map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+                .map(|v| {
+                    v.split(':')
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             global_settings: get(GLOBAL_SETTINGS_FILE).map(PathBuf::from),
             extsvc_config: get(EXTSVC_CONFIG_FILE).map(PathBuf::from),
@@ -87,11 +92,19 @@ impl ConfigSnapshot {
         let mut documents = Vec::new();
         for p in &paths.site_config {
             let text = read_text(p).await?;
-            documents.push(ConfigDocument::new(DocumentKind::SiteConfiguration, text, file_provenance(p)));
+            documents.push(ConfigDocument::new(
+                DocumentKind::SiteConfiguration,
+                text,
+                file_provenance(p),
+            ));
         }
         if let Some(p) = &paths.global_settings {
             let text = read_text(p).await?;
-            documents.push(ConfigDocument::new(DocumentKind::GlobalSettings, text, file_provenance(p)));
+            documents.push(ConfigDocument::new(
+                DocumentKind::GlobalSettings,
+                text,
+                file_provenance(p),
+            ));
         }
         let mut extsvc_file_text = None;
         if let Some(p) = &paths.extsvc_config {
@@ -161,9 +174,10 @@ impl ConfigSnapshot {
         if let Some(original) = &self.extsvc_file_text {
             if let Ok(parsed) = parse_extsvc_file(original, Path::new(EXTSVC_FILE_NAME)) {
                 let same = parsed.len() == hosts.len()
-                    && parsed.iter().zip(&hosts).all(|(a, b)| {
-                        a.text == b.text && a.kind.code_host_kind() == b.kind.code_host_kind()
-                    });
+                    && parsed
+                        .iter()
+                        .zip(&hosts)
+                        .all(|(a, b)| a.text == b.text && a.kind.code_host_kind() == b.kind.code_host_kind());
                 if same {
                     return Ok(original.clone());
                 }
@@ -180,7 +194,10 @@ impl ConfigSnapshot {
             validate_document(d)?;
         }
         let layout = self.file_layout()?;
-        let sites: Vec<&(String, String)> = layout.iter().filter(|(n, _)| n.starts_with("site-config")).collect();
+        let sites: Vec<&(String, String)> = layout
+            .iter()
+            .filter(|(n, _)| n.starts_with("site-config"))
+            .collect();
         if !sites.is_empty() && sites.len() != paths.site_config.len() {
             return Err(ConfigError::Unsupported {
                 reason: format!(
@@ -229,7 +246,10 @@ pub(crate) fn parse_extsvc_file(text: &str, path: &Path) -> Result<Vec<ConfigDoc
             let (line, column) = line_column(text, prop.value.start());
             return Err(ConfigError::InvalidDocument {
                 document: name,
-                reason: format!("{kind} must be an array of code host configurations, found {}", value_type(&prop.value)),
+                reason: format!(
+                    "{kind} must be an array of code host configurations, found {}",
+                    value_type(&prop.value)
+                ),
                 line,
                 column,
             });
@@ -263,7 +283,10 @@ fn splice_extsvc(hosts: &[&ConfigDocument]) -> String {
     }
     let mut out = String::from("{\n");
     for (ki, kind) in kinds.iter().enumerate() {
-        out.push_str(&format!("  {}: [\n", serde_json::Value::String((*kind).to_owned())));
+        out.push_str(&format!(
+            "  {}: [\n",
+            serde_json::Value::String((*kind).to_owned())
+        ));
         let texts: Vec<&str> = hosts
             .iter()
             .filter(|h| h.kind.code_host_kind() == Some(kind))
@@ -295,19 +318,27 @@ fn file_provenance(p: &Path) -> Provenance {
 
 async fn read_text(p: &Path) -> Result<String, ConfigError> {
     let bytes = tokio::fs::read(p).await.map_err(ConfigError::io("read", p))?;
-    String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 { path: p.to_path_buf() })
+    String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
+        path: p.to_path_buf(),
+    })
 }
 
 /// Writes `bytes` to `<path>.tmp-sgbackup` then renames it over `path`.
 pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir).await.map_err(ConfigError::io("create directory", dir))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(ConfigError::io("create directory", dir))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp-sgbackup");
     let tmp = PathBuf::from(tmp);
-    tokio::fs::write(&tmp, bytes).await.map_err(ConfigError::io("write", &tmp))?;
-    tokio::fs::rename(&tmp, path).await.map_err(ConfigError::io("rename into", path))
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(ConfigError::io("write", &tmp))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(ConfigError::io("rename into", path))
 }
 
 #[cfg(test)]
@@ -322,7 +353,11 @@ mod tests {
             .zip(["GITHUB", "GITHUB", "OTHER"])
             .map(|(t, k)| {
                 ConfigDocument::new(
-                    DocumentKind::CodeHostConnection { kind: k.into(), display_name: "n".into(), id: Some(1) },
+                    DocumentKind::CodeHostConnection {
+                        kind: k.into(),
+                        display_name: "n".into(),
+                        id: Some(1),
+                    },
                     *t,
                     Provenance::default(),
                 )
@@ -336,6 +371,8 @@ mod tests {
         assert_eq!(parsed[0].text, "{\"a\": 1}");
         assert_eq!(parsed[1].text, docs[1].text);
         assert_eq!(parsed[2].kind.code_host_kind(), Some("OTHER"));
-        assert!(matches!(&parsed[1].kind, DocumentKind::CodeHostConnection { display_name, .. } if display_name == "GITHUB #2"));
+        assert!(
+            matches!(&parsed[1].kind, DocumentKind::CodeHostConnection { display_name, .. } if display_name == "GITHUB #2")
+        );
     }
 }

@@ -74,9 +74,7 @@ fn describe(kind: &ParseErrorKind) -> String {
             "invalid unicode escape sequence".into()
         }
         ParseErrorKind::UnexpectedWord => "unexpected token (a bare word)".into(),
-        ParseErrorKind::ExpectedStringObjectProperty => {
-            "expected a double-quoted property name".into()
-        }
+        ParseErrorKind::ExpectedStringObjectProperty => "expected a double-quoted property name".into(),
         other => other.to_string(),
     }
 }
@@ -136,7 +134,11 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        assert!(err("{\n  \"a\": \"unclosed\n}").contains("line 2"), "{}", err("{\n  \"a\": \"unclosed\n}"));
+        assert!(
+            err("{\n  \"a\": \"unclosed\n}").contains("line 2"),
+            "{}",
+            err("{\n  \"a\": \"unclosed\n}")
+        );
         let e = err("{\r\n  \"a\": tru\r\n}");
         assert!(e.contains("line 2, column 8"), "{e}");
         assert!(err("[1, 2]").contains("must be a JSON object, found an array at line 1, column 1"));

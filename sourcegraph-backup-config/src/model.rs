@@ -145,7 +145,13 @@ impl fmt::Debug for ConfigDocument {
 impl fmt::Display for ConfigDocument {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sha = self.sha256();
-        write!(f, "{} ({} bytes, sha256 {}", self.kind, self.text.len(), &sha[..12])?;
+        write!(
+            f,
+            "{} ({} bytes, sha256 {}",
+            self.kind,
+            self.text.len(),
+            &sha[..12]
+        )?;
         if self.is_encrypted() {
             f.write_str(", encrypted")?;
         }
@@ -205,7 +211,10 @@ impl fmt::Debug for ConfigSnapshot {
             .field("documents", &self.documents)
             .field(
                 "extsvc_file",
-                &self.extsvc_file_text.as_ref().map(|t| (t.len(), sha256_hex(t.as_bytes()))),
+                &self
+                    .extsvc_file_text
+                    .as_ref()
+                    .map(|t| (t.len(), sha256_hex(t.as_bytes()))),
             )
             .field("warnings", &self.warnings)
             .finish()
@@ -214,7 +223,12 @@ impl fmt::Debug for ConfigSnapshot {
 
 impl fmt::Display for ConfigSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration from {}: {} documents", self.source, self.documents.len())?;
+        write!(
+            f,
+            "configuration from {}: {} documents",
+            self.source,
+            self.documents.len()
+        )?;
         for d in &self.documents {
             write!(f, "\n  {d}")?;
         }

@@ -286,16 +286,28 @@ mod tests {
 
     #[test]
     fn code_host_token_is_replaced_and_comments_survive() {
-        let d = host("GITHUB", "{\r\n  // my token\r\n  \"url\": \"https://github.com\",\r\n  \"token\": \"ghp_s3cret\",\r\n}");
+        let d = host(
+            "GITHUB",
+            "{\r\n  // my token\r\n  \"url\": \"https://github.com\",\r\n  \"token\": \"ghp_s3cret\",\r\n}",
+        );
         let r = redacted_text(&d).unwrap();
-        assert_eq!(r, "{\r\n  // my token\r\n  \"url\": \"https://github.com\",\r\n  \"token\": \"REDACTED\",\r\n}");
+        assert_eq!(
+            r,
+            "{\r\n  // my token\r\n  \"url\": \"https://github.com\",\r\n  \"token\": \"REDACTED\",\r\n}"
+        );
     }
 
     #[test]
     fn unknown_kind_redacts_secret_looking_keys_and_url_passwords() {
-        let d = host("NEWKIND", r#"{"apiKey": "k1", "nested": {"clientSecret": "k2"}, "keyname": "ok", "u": "https://me:pw@h/x"}"#);
+        let d = host(
+            "NEWKIND",
+            r#"{"apiKey": "k1", "nested": {"clientSecret": "k2"}, "keyname": "ok", "u": "https://me:pw@h/x"}"#,
+        );
         let r = redacted_text(&d).unwrap();
-        assert!(!r.contains("k1") && !r.contains("k2") && !r.contains("pw@"), "{r}");
+        assert!(
+            !r.contains("k1") && !r.contains("k2") && !r.contains("pw@"),
+            "{r}"
+        );
         assert!(r.contains("\"ok\"") && r.contains("https://me:REDACTED@h/x"));
     }
 
@@ -307,7 +319,10 @@ mod tests {
                "observability.alerts": [{"notifier": {"type": "slack", "url": "https://hooks"}}]}"#,
             Provenance::default(),
         );
-        assert_eq!(find_redacted_secrets(&d).unwrap(), vec!["auth.providers[0].clientSecret"]);
+        assert_eq!(
+            find_redacted_secrets(&d).unwrap(),
+            vec!["auth.providers[0].clientSecret"]
+        );
         let r = redacted_text(&d).unwrap();
         assert!(r.contains("REDACTED-DATA-CHUNK-") && !r.contains("hooks") && !r.contains("\"p\""));
     }

@@ -21,11 +21,17 @@ pub fn validate_for_import(doc: &ConfigDocument) -> Result<(), ConfigError> {
     let name = doc.name();
     let obj = parse_object(&name, &doc.text)?;
     if let Some(field) = find_redacted_secrets(doc)?.into_iter().next() {
-        return Err(ConfigError::RedactedSecret { document: name, field });
+        return Err(ConfigError::RedactedSecret {
+            document: name,
+            field,
+        });
     }
     if let DocumentKind::CodeHostConnection { kind, .. } = &doc.kind {
         if let Some(field) = missing_field(kind, &obj) {
-            return Err(ConfigError::MissingField { document: name, field });
+            return Err(ConfigError::MissingField {
+                document: name,
+                field,
+            });
         }
     }
     Ok(())
@@ -44,7 +50,10 @@ fn missing_field(kind: &str, o: &Object<'_>) -> Option<String> {
     let need: Vec<(&str, bool)> = match kind.to_ascii_uppercase().as_str() {
         "GITHUB" => vec![
             ("url", has("url")),
-            ("token or gitHubAppDetails", has("token") || has_any("gitHubAppDetails")),
+            (
+                "token or gitHubAppDetails",
+                has("token") || has_any("gitHubAppDetails"),
+            ),
         ],
         "GITLAB" => vec![("url", has("url")), ("token", has("token"))],
         "BITBUCKETSERVER" => vec![
@@ -78,7 +87,11 @@ mod tests {
 
     fn host(kind: &str, text: &str) -> ConfigDocument {
         ConfigDocument::new(
-            DocumentKind::CodeHostConnection { kind: kind.into(), display_name: "h".into(), id: None },
+            DocumentKind::CodeHostConnection {
+                kind: kind.into(),
+                display_name: "h".into(),
+                id: None,
+            },
             text,
             Provenance::default(),
         )
@@ -86,7 +99,9 @@ mod tests {
 
     #[test]
     fn required_fields_per_kind() {
-        assert!(validate_for_import(&host("GITHUB", r#"{"url": "https://github.com", "token": "t"}"#)).is_ok());
+        assert!(
+            validate_for_import(&host("GITHUB", r#"{"url": "https://github.com", "token": "t"}"#)).is_ok()
+        );
         let e = validate_for_import(&host("GITHUB", r#"{"url": "https://github.com"}"#)).unwrap_err();
         assert!(e.to_string().contains("token or gitHubAppDetails"), "{e}");
         let e = validate_for_import(&host("BITBUCKETSERVER", r#"{"url": "u", "token": "t"}"#)).unwrap_err();

@@ -164,7 +164,11 @@ impl Schema {
 /// query a policy would filter fail for roles that are not the table owner. Table owners (the
 /// `sg` role of standard deployments) bypass the policies anyway, since they are ENABLEd, not
 /// FORCEd.
-pub(crate) async fn set_tenant(client: &impl GenericClient, schema: &Schema, tenant: i32) -> Result<(), ConfigError> {
+pub(crate) async fn set_tenant(
+    client: &impl GenericClient,
+    schema: &Schema,
+    tenant: i32,
+) -> Result<(), ConfigError> {
     if !schema.needs_tenant() {
         return Ok(());
     }
