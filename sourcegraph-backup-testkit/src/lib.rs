@@ -1,6 +1,9 @@
 //! Dev-only test harness for sourcegraph-backup: throwaway PostgreSQL clusters, the matching
 //! client tools (pg_dump, pg_restore, psql) and an oracle that checks two databases hold the same
 //! schema, rows and sequence states.
+//! It also runs loopback object-storage servers for repository tests: moto's S3 server
+//! ([`s3::S3Server`], with [`s3::CuttingProxy`] to simulate a server dying mid-upload) and the
+//! Azurite blob emulator ([`azurite::AzuriteServer`]).
 //!
 //! Used by every PostgreSQL test, the demo and the benchmarks. Servers come from Debian
 //! (`/usr/lib/postgresql/N/bin`) or from `.tools/` filled by `scripts/install-test-deps.sh`
@@ -26,10 +29,13 @@
 //! // Dropping a cluster stops its server and deletes its directory.
 //! ```
 
+pub mod azurite;
 pub mod cluster;
+mod daemon;
 mod error;
 pub mod oracle;
 mod process;
+pub mod s3;
 pub mod tools;
 
 pub use cluster::{tools_dir, ClusterOptions, PgBinaries, PgCluster, CLUSTER_OS_USER};
