@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use postgres_types::{FromSql, ToSql};
 use tokio_postgres::{Client, Row};
 
-use super::{AclEntry, ExtractOptions, ObjectKind, SchemaObject};
+use super::{AclEntry, ExtractOptions, ObjectKind, SchemaObject, Section};
 use crate::error::PgError;
 
 // Fixed OIDs of the system catalogs (identical on every major version).
@@ -96,19 +96,13 @@ pub(crate) fn parse_acl(row: &Row, col: &str, context: &str) -> Result<Vec<AclEn
     let mut out = Vec::new();
     for item in value.as_array().map(Vec::as_slice).unwrap_or_default() {
         out.push(AclEntry {
-            grantee: item
-                .get("grantee")
-                .and_then(|g| g.as_str())
-                .map(str::to_string),
+            grantee: item.get("grantee").and_then(|g| g.as_str()).map(str::to_string),
             privilege: item
                 .get("privilege")
                 .and_then(|p| p.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            grantable: item
-                .get("grantable")
-                .and_then(|g| g.as_bool())
-                .unwrap_or(false),
+            grantable: item.get("grantable").and_then(|g| g.as_bool()).unwrap_or(false),
         });
     }
     Ok(out)
@@ -296,7 +290,26 @@ impl<'a> Ctx<'a> {
         for o in &mut self.objects {
             o.depends_on.sort();
         }
+        self.promote_keys_needed_before_data();
         Ok(())
+    }
+
+    /// A view grouping by a primary key (functional dependency) needs that key when it is
+    /// created: such keys move to pre-data, as pg_dump does.
+    fn promote_keys_needed_before_data(&mut self) {
+        let needed: BTreeSet<String> = self
+            .objects
+            .iter()
+            .filter(|o| o.section == Section::PreData)
+            .flat_map(|o| o.depends_on.iter().cloned())
+            .collect();
+        for o in &mut self.objects {
+            if matches!(o.kind, ObjectKind::PrimaryKey | ObjectKind::UniqueConstraint)
+                && needed.contains(&o.identity)
+            {
+                o.section = Section::PreData;
+            }
+        }
     }
 }
 

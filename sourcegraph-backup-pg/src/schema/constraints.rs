@@ -134,7 +134,14 @@ pub(crate) async fn indexes(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
             id
         };
         if let Some(parent) = get::<Option<u32>, _>(r, "parent", CTX)? {
-            attaches.push((oid, parent, schema.clone(), name.clone(), own_id.clone(), table_id.clone()));
+            attaches.push((
+                oid,
+                parent,
+                schema.clone(),
+                name.clone(),
+                own_id.clone(),
+                table_id.clone(),
+            ));
         }
         if get::<bool, _>(r, 7, CTX)? {
             let mut o = object(ObjectKind::ClusterOn, &schema, &name, format!("cluster {tq}"));
@@ -144,7 +151,12 @@ pub(crate) async fn indexes(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
             ctx.objects.push(o);
         }
         if get::<bool, _>(r, 8, CTX)? {
-            let mut o = object(ObjectKind::ReplicaIdentity, &schema, &name, format!("replica-identity {tq}"));
+            let mut o = object(
+                ObjectKind::ReplicaIdentity,
+                &schema,
+                &name,
+                format!("replica-identity {tq}"),
+            );
             o.sql = format!("ALTER TABLE ONLY {tq} REPLICA IDENTITY USING INDEX {bare};\n");
             o.table = Some(table_id.clone());
             o.depends_on = vec![own_id.clone()];

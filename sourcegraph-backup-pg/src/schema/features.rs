@@ -40,10 +40,7 @@ impl std::fmt::Display for Incompatibility {
                 "{identity} needs PostgreSQL server_version_num >= {min_server_version}, \
                  the target is {target_server_version}"
             ),
-            Incompatibility::MissingExtension {
-                name,
-                source_version,
-            } => write!(
+            Incompatibility::MissingExtension { name, source_version } => write!(
                 f,
                 "extension {name} (version {source_version} in the source) is not available on the target"
             ),
@@ -54,7 +51,7 @@ impl std::fmt::Display for Incompatibility {
 impl SchemaDump {
     /// Checks that a target server of `target_version_num` with the given available
     /// extensions (names from `pg_available_extensions`) can restore this schema; returns
-    /// every problem found.
+    /// every problem found. Optional extensions (`pg_stat_statements`) are not required.
     pub fn check_target(
         &self,
         target_version_num: i32,
@@ -74,6 +71,7 @@ impl SchemaDump {
             self.extensions
                 .iter()
                 .filter(|e| !target_available_extensions.contains(&e.name))
+                .filter(|e| !super::types::OPTIONAL_EXTENSIONS.contains(&e.name.as_str()))
                 .map(|e| Incompatibility::MissingExtension {
                     name: e.name.clone(),
                     source_version: e.version.clone(),

@@ -4,7 +4,8 @@ use super::catalog::{acl_json, get, not_ext, object, parse_acl, Ctx, PG_PROC};
 use super::ObjectKind;
 use crate::error::PgError;
 
-/// Functions and procedures, deparsed by `pg_get_functiondef`.
+/// Functions and procedures, deparsed by `pg_get_functiondef`; those internal to another
+/// object (range type constructors) are created with it.
 pub(crate) async fn functions(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
     const CTX: &str = "reading functions";
     let sql_body = if ctx.version >= 140000 {
@@ -20,6 +21,8 @@ pub(crate) async fn functions(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
                 pg_catalog.pg_get_userbyid(p.proowner), {acl} AS acl, {sql_body} AS atomic \
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE p.pronamespace = ANY($1) AND p.prokind IN ('f', 'p', 'w') AND {ne} \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = \
+               'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'i') \
          ORDER BY n.nspname, p.proname, sig",
         acl = acl_json("p.proacl", "p.proowner"),
         ne = not_ext("pg_proc", "p"),
@@ -150,7 +153,10 @@ pub(crate) async fn aggregates(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
                 if get::<bool, _>(r, "aggmfinalextra", CTX)? {
                     parts.push("MFINALFUNC_EXTRA".into());
                 }
-                parts.push(format!("MFINALFUNC_MODIFY = {}", modify(&opt("aggmfinalmodify")?)));
+                parts.push(format!(
+                    "MFINALFUNC_MODIFY = {}",
+                    modify(&opt("aggmfinalmodify")?)
+                ));
             }
             if let Some(v) = opt("aggminitval")? {
                 parts.push(format!("MINITCOND = {}", literal(&v)));

@@ -7,6 +7,26 @@
 //! Object kinds it cannot reproduce are refused with [`PgError::UnsupportedObject`], never
 //! silently left out; objects that belong to an extension are skipped (the extension
 //! recreates them).
+//!
+//! Supported: extensions (`pg_stat_statements` optional, `plpgsql` implied), schemas (and the
+//! comment of `public`), enums, composite types, domains (with checks, NOT VALID ones too),
+//! range types (without canonical function), functions, procedures, normal aggregates,
+//! sequences (UNLOGGED on 15+), tables (UNLOGGED, partitioned, partitions, inheritance
+//! children, identity/generated/collated columns, defaults, reloptions, column statistics
+//! targets, storage, options and compression), views (reloptions such as
+//! `security_invoker`, column defaults), materialized views (refreshed in post-data), primary /
+//! unique / exclusion / foreign-key / check constraints, indexes (partition indexes attached),
+//! extended statistics, triggers (enable state), rules, policies, row-level security switches,
+//! replica identity, CLUSTER ON, comments, owners and grants (opt-in at render time).
+//!
+//! Refused ([`PgError::UnsupportedObject`]): foreign tables, servers and wrappers, typed tables,
+//! non-heap tables, base and shell types, ordered-set aggregates, operators, operator
+//! classes/families, collations, conversions, text search objects, event triggers,
+//! publications, subscriptions, casts, transforms, languages and access methods not from an
+//! extension, large objects, default privileges.
+//!
+//! Not carried: column-level grants, revoked default privileges, security labels,
+//! tablespaces, per-index-column statistics targets.
 
 mod catalog;
 mod constraints;
@@ -156,9 +176,11 @@ pub struct TableInfo {
     pub is_partitioned: bool,
     /// A partition of another table.
     pub is_partition: bool,
+    /// Identity of the parent of a partition (or first parent of an inheritance child).
+    pub parent: Option<String>,
     /// `p` permanent, `u` unlogged.
     pub relpersistence: String,
-    /// Whether it has user (non-internal) triggers.
+    /// Whether it has user triggers (incl. clones of a partitioned parent's triggers).
     pub has_triggers: bool,
     /// Primary key columns (unquoted), empty without one.
     pub primary_key: Vec<String>,
@@ -222,10 +244,7 @@ impl SchemaDump {
 /// Runs only `SELECT`s, inside whatever transaction the caller has open; it sets
 /// `search_path` to empty for the duration (so every deparsed name is schema-qualified) and
 /// restores the previous value before returning.
-pub async fn extract_schema(
-    client: &Client,
-    opts: &ExtractOptions,
-) -> Result<SchemaDump, PgError> {
+pub async fn extract_schema(client: &Client, opts: &ExtractOptions) -> Result<SchemaDump, PgError> {
     let previous_path: String = catalog::query_one(
         client,
         "saving search_path",

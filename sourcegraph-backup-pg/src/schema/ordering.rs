@@ -11,10 +11,7 @@ use super::{ObjectKind, SchemaObject, Section};
 /// - whatever needs a partitioned index (an FK to a partitioned key) waits for every
 ///   `ATTACH PARTITION` into it, since the parent index is only valid once all are attached.
 pub(crate) fn add_implied_edges(objects: &mut [SchemaObject]) {
-    let kinds: HashMap<String, ObjectKind> = objects
-        .iter()
-        .map(|o| (o.identity.clone(), o.kind))
-        .collect();
+    let kinds: HashMap<String, ObjectKind> = objects.iter().map(|o| (o.identity.clone(), o.kind)).collect();
     let refresh_of: HashMap<String, String> = objects
         .iter()
         .filter(|o| o.kind == ObjectKind::MaterializedViewRefresh)
@@ -65,9 +62,7 @@ pub(crate) fn add_implied_edges(objects: &mut [SchemaObject]) {
 /// smallest remaining object (by kind, schema, name).
 pub(crate) fn order(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
     let mut out = Vec::with_capacity(objects.len());
-    let (pre, post): (Vec<_>, Vec<_>) = objects
-        .into_iter()
-        .partition(|o| o.section == Section::PreData);
+    let (pre, post): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.section == Section::PreData);
     out.extend(sort_section(pre));
     out.extend(sort_section(post));
     out
@@ -80,10 +75,7 @@ fn key(o: &SchemaObject) -> Key {
 }
 
 fn sort_section(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
-    let by_id: HashMap<String, Key> = objects
-        .iter()
-        .map(|o| (o.identity.clone(), key(o)))
-        .collect();
+    let by_id: HashMap<String, Key> = objects.iter().map(|o| (o.identity.clone(), key(o))).collect();
     // Remaining prerequisites per object, and who waits on whom.
     let mut pending: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
     let mut waiters: HashMap<Key, Vec<Key>> = HashMap::new();
@@ -130,4 +122,68 @@ fn sort_section(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::catalog::object;
+
+    fn obj(kind: ObjectKind, name: &str, deps: &[&str]) -> SchemaObject {
+        let mut o = object(kind, "public", name, format!("{kind:?} {name}"));
+        o.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        o
+    }
+
+    fn ids(objects: &[SchemaObject]) -> Vec<String> {
+        objects.iter().map(|o| o.identity.clone()).collect()
+    }
+
+    #[test]
+    fn dependencies_beat_the_kind_tie_break() {
+        // A function returning a table's row type must follow that table.
+        let sorted = order(vec![
+            obj(ObjectKind::View, "v", &["Table t"]),
+            obj(ObjectKind::Function, "f", &["Table t"]),
+            obj(ObjectKind::Table, "t", &["Sequence s"]),
+            obj(ObjectKind::Sequence, "s", &[]),
+            obj(ObjectKind::Index, "i", &["Table t", "Function f"]),
+        ]);
+        assert_eq!(
+            ids(&sorted),
+            ["Sequence s", "Table t", "Function f", "View v", "Index i"]
+        );
+    }
+
+    #[test]
+    fn order_is_deterministic_and_cycles_do_not_lose_objects() {
+        let input = vec![
+            obj(ObjectKind::Table, "b", &["Table a"]),
+            obj(ObjectKind::Table, "a", &["Table b"]),
+            obj(ObjectKind::EnumType, "e", &[]),
+        ];
+        let mut reversed = input.clone();
+        reversed.reverse();
+        let one = ids(&order(input));
+        assert_eq!(one, ids(&order(reversed)));
+        assert_eq!(one, ["EnumType e", "Table a", "Table b"]);
+    }
+
+    #[test]
+    fn refreshes_follow_the_materialized_views_they_read() {
+        let mut base = obj(ObjectKind::MaterializedViewRefresh, "r1", &[]);
+        base.table = Some("MaterializedView base".into());
+        let mut top = obj(ObjectKind::MaterializedViewRefresh, "r0", &[]);
+        top.table = Some("MaterializedView top".into());
+        let mut objects = vec![
+            obj(ObjectKind::MaterializedView, "base", &[]),
+            obj(ObjectKind::MaterializedView, "top", &["MaterializedView base"]),
+            top,
+            base,
+        ];
+        add_implied_edges(&mut objects);
+        let sorted = ids(&order(objects));
+        let pos = |id: &str| sorted.iter().position(|s| s == id);
+        assert!(pos("MaterializedViewRefresh r1") < pos("MaterializedViewRefresh r0"));
+    }
 }

@@ -27,10 +27,7 @@ pub(crate) async fn views(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
         ne = not_ext("pg_class", "c"),
     );
     let rows = ctx.query_nsp(CTX, &q).await?;
-    let relids: Vec<u32> = rows
-        .iter()
-        .map(|r| get(r, 0, CTX))
-        .collect::<Result<_, _>>()?;
+    let relids: Vec<u32> = rows.iter().map(|r| get(r, 0, CTX)).collect::<Result<_, _>>()?;
     let columns = column_rows(ctx, &relids).await?;
     for r in &rows {
         let oid: u32 = get(r, 0, CTX)?;
@@ -68,7 +65,12 @@ pub(crate) async fn views(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
         }
         sql += &ctx.comment(PG_CLASS, oid, 0, &format!("{word} {qname}"));
         for c in &view_cols {
-            sql += &ctx.comment(PG_CLASS, oid, i32::from(c.attnum), &format!("COLUMN {qname}.{}", c.qname));
+            sql += &ctx.comment(
+                PG_CLASS,
+                oid,
+                i32::from(c.attnum),
+                &format!("COLUMN {qname}.{}", c.qname),
+            );
         }
         o.sql = sql;
         o.owner = Some(get(r, 8, CTX)?);

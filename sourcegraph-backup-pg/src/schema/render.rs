@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::{ObjectKind, SchemaDump, SchemaObject, Section};
 
 /// How to render the DDL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderOptions {
-    /// `server_version_num` of the target server.
+    /// `server_version_num` of the target server (0: unknown).
     pub target_server_version_num: i32,
     /// Emit `ALTER ... OWNER TO` (roles must exist on the target).
     pub include_owners: bool,
@@ -23,24 +23,14 @@ pub struct RenderOptions {
     pub pin_extension_versions: bool,
 }
 
-impl Default for RenderOptions {
-    fn default() -> Self {
-        RenderOptions {
-            target_server_version_num: 0,
-            include_owners: false,
-            include_acl: false,
-            role_map: BTreeMap::new(),
-            pin_extension_versions: false,
-        }
-    }
-}
-
 /// One post-data statement group, for parallel execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostDataStep {
     /// Identity of the object.
     pub identity: String,
-    /// The table (identity) whose data must be loaded before this step runs.
+    /// The table (a [`TableInfo`](super::TableInfo) identity) whose data must be loaded
+    /// before this step runs; for a partitioned table, all its partitions. `None`: run once
+    /// all table data is loaded (e.g. materialized view refreshes and their indexes).
     pub table: Option<String>,
     /// What the step creates.
     pub kind: ObjectKind,
@@ -102,10 +92,12 @@ impl SchemaDump {
             .section(Section::PostData)
             .map(|o| o.identity.as_str())
             .collect();
+        let tables: std::collections::HashSet<&str> =
+            self.tables.iter().map(|t| t.identity.as_str()).collect();
         self.section(Section::PostData)
             .map(|o| PostDataStep {
                 identity: o.identity.clone(),
-                table: o.table.clone(),
+                table: o.table.clone().filter(|t| tables.contains(t.as_str())),
                 kind: o.kind,
                 sql: o.sql.clone(),
                 depends_on: o
@@ -123,14 +115,15 @@ impl SchemaDump {
         if o.kind == ObjectKind::Extension && opts.pin_extension_versions {
             if let Some(ext) = self.extensions.iter().find(|e| e.name == o.name) {
                 let version = format!(" VERSION '{}';\n", ext.version.replace('\'', "''"));
-                if let Some(pos) = sql.find(";\n") {
+                if let Some(pos) = sql
+                    .find(" WITH SCHEMA ")
+                    .and_then(|p| sql[p..].find(";\n").map(|q| p + q))
+                {
                     sql.replace_range(pos..pos + 2, &version);
                 }
             }
         }
-        let map = |role: &str| {
-            quote_role(opts.role_map.get(role).map(String::as_str).unwrap_or(role))
-        };
+        let map = |role: &str| quote_role(opts.role_map.get(role).map(String::as_str).unwrap_or(role));
         if opts.include_owners {
             if let (Some(owner), Some(target)) = (&o.owner, &o.alter_target) {
                 sql += &format!("ALTER {target} OWNER TO {};\n", map(owner));

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::catalog::{
-    acl_json, get, not_ext, object, parse_acl, with_options, Ctx, PG_ATTRDEF, PG_CLASS,
-    PG_CONSTRAINT, PG_TYPE,
+    acl_json, get, not_ext, object, parse_acl, with_options, Ctx, PG_ATTRDEF, PG_CLASS, PG_CONSTRAINT,
+    PG_TYPE,
 };
 use super::{ObjectKind, SequenceInfo, TableInfo};
 use crate::error::PgError;
@@ -25,14 +25,22 @@ pub(crate) struct Column {
     pub attrdef_oid: Option<u32>,
     pub stattarget: i32,
     pub storage: Option<String>,
+    /// `attoptions` (`n_distinct=...`), as `k=v` strings.
+    pub options: Vec<String>,
+    /// Non-default compression method (14+).
+    pub compression: Option<String>,
 }
 
 /// Columns (not dropped) of the given relations, ordered by relation and attnum.
 pub(crate) async fn column_rows(ctx: &Ctx<'_>, relids: &[u32]) -> Result<Vec<Column>, PgError> {
     const CTX: &str = "reading columns";
-    let rows = super::catalog::rows(
-        ctx.client,
-        CTX,
+    // Column compression exists from 14 on.
+    let compression = if ctx.version >= 140000 {
+        "CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END"
+    } else {
+        "NULL::text"
+    };
+    let q = format!(
         "SELECT a.attrelid, a.attnum, a.attname, pg_catalog.quote_ident(a.attname), \
                 pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attislocal, \
                 a.attidentity::text, a.attgenerated::text, \
@@ -44,14 +52,14 @@ pub(crate) async fn column_rows(ctx: &Ctx<'_>, relids: &[u32]) -> Result<Vec<Col
                 coalesce(a.attstattarget::int4, -1), \
                 CASE WHEN a.attstorage <> t.typstorage THEN \
                   CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' \
-                  WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END \
+                  WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END, \
+                coalesce(a.attoptions, '{{}}'::text[]), {compression} \
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY a.attrelid, a.attnum",
-        &[&relids],
-    )
-    .await?;
+         ORDER BY a.attrelid, a.attnum"
+    );
+    let rows = super::catalog::rows(ctx.client, CTX, &q, &[&relids]).await?;
     rows.iter()
         .map(|r| {
             Ok(Column {
@@ -69,6 +77,8 @@ pub(crate) async fn column_rows(ctx: &Ctx<'_>, relids: &[u32]) -> Result<Vec<Col
                 attrdef_oid: get(r, 11, CTX)?,
                 stattarget: get(r, 12, CTX)?,
                 storage: get(r, 13, CTX)?,
+                options: get(r, 14, CTX)?,
+                compression: get(r, 15, CTX)?,
             })
         })
         .collect()
@@ -161,16 +171,16 @@ pub(crate) async fn tables_and_sequences(
         ne = not_ext("pg_class", "c"),
     );
     let rows = ctx.query_nsp(CTX, &q).await?;
-    let relids: Vec<u32> = rows
-        .iter()
-        .map(|r| get(r, 0, CTX))
-        .collect::<Result<_, _>>()?;
+    let relids: Vec<u32> = rows.iter().map(|r| get(r, 0, CTX)).collect::<Result<_, _>>()?;
     let columns = column_rows(ctx, &relids).await?;
     let seqs = sequences(ctx).await?;
     let checks = inline_checks(ctx, &relids).await?;
     let mut qnames: HashMap<u32, (String, String)> = HashMap::new();
     for r in &rows {
-        qnames.insert(get(r, 0, CTX)?, (get(r, 3, CTX)?, format!("table {}", get::<String, _>(r, 3, CTX)?)));
+        qnames.insert(
+            get(r, 0, CTX)?,
+            (get(r, 3, CTX)?, format!("table {}", get::<String, _>(r, 3, CTX)?)),
+        );
     }
 
     // Sequences first: identity ones are created with their column, the rest stand alone.
@@ -192,7 +202,12 @@ pub(crate) async fn tables_and_sequences(
             }
             continue;
         }
-        let mut o = object(ObjectKind::Sequence, &s.schema, &s.name, format!("sequence {}", s.qname));
+        let mut o = object(
+            ObjectKind::Sequence,
+            &s.schema,
+            &s.name,
+            format!("sequence {}", s.qname),
+        );
         let unlogged = if s.unlogged {
             o.min_server_version = 150000;
             "UNLOGGED "
@@ -277,10 +292,16 @@ pub(crate) async fn tables_and_sequences(
             }
             match (c.generated.as_str(), c.identity.as_str()) {
                 ("s", _) => {
-                    def += &format!(" GENERATED ALWAYS AS ({}) STORED", c.default.as_deref().unwrap_or("NULL"));
+                    def += &format!(
+                        " GENERATED ALWAYS AS ({}) STORED",
+                        c.default.as_deref().unwrap_or("NULL")
+                    );
                 }
                 ("v", _) => {
-                    def += &format!(" GENERATED ALWAYS AS ({}) VIRTUAL", c.default.as_deref().unwrap_or("NULL"));
+                    def += &format!(
+                        " GENERATED ALWAYS AS ({}) VIRTUAL",
+                        c.default.as_deref().unwrap_or("NULL")
+                    );
                     o.min_server_version = o.min_server_version.max(180000);
                 }
                 (_, "a" | "d") => {
@@ -340,12 +361,32 @@ pub(crate) async fn tables_and_sequences(
                 );
             }
             if let Some(st) = &c.storage {
-                sql += &format!("ALTER TABLE ONLY {qname} ALTER COLUMN {} SET STORAGE {st};\n", c.qname);
+                sql += &format!(
+                    "ALTER TABLE ONLY {qname} ALTER COLUMN {} SET STORAGE {st};\n",
+                    c.qname
+                );
+            }
+            if !c.options.is_empty() {
+                let opts = with_options(&c.options);
+                let opts = opts.trim_start().trim_start_matches("WITH ");
+                sql += &format!("ALTER TABLE ONLY {qname} ALTER COLUMN {} SET {opts};\n", c.qname);
+            }
+            if let Some(method) = &c.compression {
+                sql += &format!(
+                    "ALTER TABLE ONLY {qname} ALTER COLUMN {} SET COMPRESSION {method};\n",
+                    c.qname
+                );
+                o.min_server_version = o.min_server_version.max(140000);
             }
         }
         sql += &ctx.comment(PG_CLASS, oid, 0, &format!("TABLE {qname}"));
         for c in &cols {
-            sql += &ctx.comment(PG_CLASS, oid, i32::from(c.attnum), &format!("COLUMN {qname}.{}", c.qname));
+            sql += &ctx.comment(
+                PG_CLASS,
+                oid,
+                i32::from(c.attnum),
+                &format!("COLUMN {qname}.{}", c.qname),
+            );
         }
         o.sql = sql;
         o.owner = Some(get(r, 11, CTX)?);
@@ -366,6 +407,7 @@ pub(crate) async fn tables_and_sequences(
             quoted_columns_for_copy: copy_cols.iter().map(|c| c.qname.clone()).collect(),
             is_partitioned: relkind == "p",
             is_partition,
+            parent: parents.first().map(|p| format!("table {p}")),
             relpersistence: persistence,
             has_triggers: get(r, 14, CTX)?,
             primary_key: get(r, 15, CTX)?,
@@ -392,6 +434,11 @@ async fn inline_checks(ctx: &Ctx<'_>, relids: &[u32]) -> Result<Vec<Check>, PgEr
     )
     .await?;
     rows.iter()
-        .map(|r| Ok((get(r, 0, CTX)?, (get(r, 1, CTX)?, get(r, 2, CTX)?, get(r, 3, CTX)?))))
+        .map(|r| {
+            Ok((
+                get(r, 0, CTX)?,
+                (get(r, 1, CTX)?, get(r, 2, CTX)?, get(r, 3, CTX)?),
+            ))
+        })
         .collect()
 }

@@ -1,7 +1,9 @@
 //! Triggers, rules, row-level security (policies and the table switches), table replica
 //! identity and extended statistics: all post-data.
 
-use super::catalog::{get, not_ext, object, Ctx, PG_CLASS, PG_CONSTRAINT, PG_POLICY, PG_REWRITE, PG_STATISTIC_EXT, PG_TRIGGER};
+use super::catalog::{
+    get, not_ext, object, Ctx, PG_CONSTRAINT, PG_POLICY, PG_REWRITE, PG_STATISTIC_EXT, PG_TRIGGER,
+};
 use super::ObjectKind;
 use crate::error::PgError;
 
@@ -10,7 +12,11 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
     const CTX: &str = "reading triggers";
     // Before 13, triggers cloned onto partitions are marked internal; from 13 on they carry
     // tgparentid.
-    let cloned = if ctx.version >= 130000 { "AND t.tgparentid = 0" } else { "" };
+    let cloned = if ctx.version >= 130000 {
+        "AND t.tgparentid = 0"
+    } else {
+        ""
+    };
     let q = format!(
         "SELECT t.oid, n.nspname, t.tgname, pg_catalog.quote_ident(t.tgname), \
                 pg_catalog.format('%I.%I', n.nspname, c.relname), \
@@ -110,9 +116,16 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
             "d" => "DELETE",
             _ => "ALL",
         };
-        let permissive = if get::<bool, _>(r, 6, PCTX)? { "PERMISSIVE" } else { "RESTRICTIVE" };
+        let permissive = if get::<bool, _>(r, 6, PCTX)? {
+            "PERMISSIVE"
+        } else {
+            "RESTRICTIVE"
+        };
         let roles: Vec<String> = get(r, 7, PCTX)?;
-        let mut sql = format!("CREATE POLICY {qpol} ON {tq} AS {permissive} FOR {cmd} TO {}", roles.join(", "));
+        let mut sql = format!(
+            "CREATE POLICY {qpol} ON {tq} AS {permissive} FOR {cmd} TO {}",
+            roles.join(", ")
+        );
         if let Some(using) = get::<Option<String>, _>(r, 8, PCTX)? {
             sql += &format!(" USING ({using})");
         }
@@ -155,7 +168,12 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
             rls += &format!("ALTER TABLE {tq} FORCE ROW LEVEL SECURITY;\n");
         }
         if !rls.is_empty() {
-            let mut o = object(ObjectKind::RowSecurity, &schema, &name, format!("row-security {tq}"));
+            let mut o = object(
+                ObjectKind::RowSecurity,
+                &schema,
+                &name,
+                format!("row-security {tq}"),
+            );
             o.sql = rls;
             o.table = Some(table_id.clone());
             o.depends_on = vec![table_id.clone()];
@@ -166,7 +184,12 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
             "n" => "NOTHING",
             _ => continue,
         };
-        let mut o = object(ObjectKind::ReplicaIdentity, &schema, &name, format!("replica-identity {tq}"));
+        let mut o = object(
+            ObjectKind::ReplicaIdentity,
+            &schema,
+            &name,
+            format!("replica-identity {tq}"),
+        );
         o.sql = format!("ALTER TABLE ONLY {tq} REPLICA IDENTITY {ident};\n");
         o.table = Some(table_id.clone());
         o.depends_on = vec![table_id];
@@ -178,9 +201,15 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
 /// Extended statistics objects (`CREATE STATISTICS`).
 pub(crate) async fn statistics(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
     const CTX: &str = "reading extended statistics";
+    // stxstattarget exists from 13 on.
+    let target = if ctx.version >= 130000 {
+        "coalesce(s.stxstattarget::int4, -1)"
+    } else {
+        "-1"
+    };
     let q = format!(
         "SELECT s.oid, n.nspname, s.stxname, pg_catalog.format('%I.%I', n.nspname, s.stxname), \
-                pg_catalog.pg_get_statisticsobjdef(s.oid), coalesce(s.stxstattarget::int4, -1), \
+                pg_catalog.pg_get_statisticsobjdef(s.oid), {target}, \
                 pg_catalog.format('%I.%I', tn.nspname, c.relname) \
          FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace \
          JOIN pg_catalog.pg_class c ON c.oid = s.stxrelid \
@@ -209,6 +238,5 @@ pub(crate) async fn statistics(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
         o.depends_on = vec![table_id];
         ctx.push(PG_STATISTIC_EXT, oid, o);
     }
-    let _ = PG_CLASS;
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! Extensions, schemas and user-defined types (enums, composites, domains, ranges).
 
 use super::catalog::{
-    acl_json, get, not_ext, object, parse_acl, Ctx, PG_CLASS, PG_CONSTRAINT, PG_EXTENSION,
-    PG_NAMESPACE, PG_TYPE,
+    acl_json, get, not_ext, object, parse_acl, Ctx, PG_CLASS, PG_CONSTRAINT, PG_EXTENSION, PG_NAMESPACE,
+    PG_TYPE,
 };
 use super::tables::{column_rows, Column};
 use super::{ExtensionInfo, ObjectKind};
 use crate::error::PgError;
 
+/// Extensions that Sourcegraph creates only when available (inside an exception handler).
+pub(crate) const OPTIONAL_EXTENSIONS: &[&str] = &["pg_stat_statements"];
+
 /// Extensions with objects in the dumped schemas, and the schemas themselves.
-pub(crate) async fn extensions_and_schemas(
-    ctx: &mut Ctx<'_>,
-) -> Result<Vec<ExtensionInfo>, PgError> {
+pub(crate) async fn extensions_and_schemas(ctx: &mut Ctx<'_>) -> Result<Vec<ExtensionInfo>, PgError> {
     const CTX: &str = "reading extensions";
     let rows = ctx
         .query_nsp(
@@ -31,14 +32,18 @@ pub(crate) async fn extensions_and_schemas(
         let version: String = get(r, 3, CTX)?;
         let schema: String = get(r, 4, CTX)?;
         let qschema: String = get(r, 5, CTX)?;
-        let mut o = object(
-            ObjectKind::Extension,
-            "",
-            &name,
-            format!("extension {qname}"),
-        );
+        let mut o = object(ObjectKind::Extension, "", &name, format!("extension {qname}"));
         // The VERSION clause is added at render time (see RenderOptions::pin_extension_versions).
         o.sql = format!("CREATE EXTENSION IF NOT EXISTS {qname} WITH SCHEMA {qschema};\n");
+        if OPTIONAL_EXTENSIONS.contains(&name.as_str()) {
+            // As Sourcegraph does: created when the server has it, skipped otherwise.
+            o.sql = format!(
+                "DO $optional$\nBEGIN\n    {}EXCEPTION WHEN OTHERS THEN\n    \
+                 RAISE NOTICE 'optional extension {name} is not available: %', SQLERRM;\n\
+                 END\n$optional$;\n",
+                o.sql
+            );
+        }
         o.sql += &ctx.comment(PG_EXTENSION, oid, 0, &format!("EXTENSION {qname}"));
         ctx.push(PG_EXTENSION, oid, o);
         infos.push(ExtensionInfo {
@@ -224,7 +229,10 @@ pub(crate) async fn user_types(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
                         o.min_server_version = 140000;
                     }
                 }
-                o.sql = format!("CREATE TYPE {qname} AS RANGE (\n    {}\n);\n", parts.join(",\n    "));
+                o.sql = format!(
+                    "CREATE TYPE {qname} AS RANGE (\n    {}\n);\n",
+                    parts.join(",\n    ")
+                );
             }
         }
         o.sql += &ctx.comment(PG_TYPE, oid, 0, &format!("{word} {qname}"));
@@ -264,4 +272,14 @@ async fn domain_constraints(ctx: &Ctx<'_>) -> Result<Vec<DomainCheck>, PgError> 
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multirange_default_names_match_postgres() {
+        assert_eq!(super::default_multirange_name("floatrange"), "floatmultirange");
+        assert_eq!(super::default_multirange_name("tsrange_x"), "tsmultirange_x");
+        assert_eq!(super::default_multirange_name("period"), "period_multirange");
+    }
 }

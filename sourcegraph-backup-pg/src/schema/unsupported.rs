@@ -1,7 +1,8 @@
 //! Refuses schemas holding objects the extractor cannot recreate, so nothing is silently lost.
-//! Objects that belong to an extension are fine: the extension recreates them.
+//! Objects that belong to an extension, or are internal parts of another object (a range
+//! type's multirange casts), are fine: their owner recreates them.
 
-use super::catalog::{get, not_ext, Ctx};
+use super::catalog::{get, Ctx};
 use crate::error::PgError;
 
 /// Errors with [`PgError::UnsupportedObject`] naming the first unsupported object found.
@@ -69,12 +70,16 @@ pub(crate) async fn check(ctx: &Ctx<'_>) -> Result<(), PgError> {
         .map(|(kind, cat, alias, name, cond)| {
             format!(
                 "(SELECT '{kind}'::text, {name}::text FROM pg_catalog.{cat} {alias} \
-                  WHERE {cond} AND {ne})",
-                ne = not_ext(cat, alias)
+                  WHERE {cond} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE \
+                  e.classid = 'pg_catalog.{cat}'::pg_catalog.regclass AND e.objid = {alias}.oid \
+                  AND e.deptype IN ('e', 'i')))"
             )
         })
         .collect();
-    let q = format!("SELECT * FROM ({}) u ORDER BY 1, 2 LIMIT 1", parts.join(" UNION ALL "));
+    let q = format!(
+        "SELECT * FROM ({}) u ORDER BY 1, 2 LIMIT 1",
+        parts.join(" UNION ALL ")
+    );
     if let Some(r) = ctx.query_nsp(CTX, &q).await?.first() {
         return Err(PgError::UnsupportedObject {
             kind: get(r, 0, CTX)?,
