@@ -1,0 +1,251 @@
+//! What the three example programs share: arguments, store wiring, progress,
+//! the summary, and running a command to an exit code.
+//!
+//! Included by each program with `#[path = "cli/mod.rs"] mod cli;` (a
+//! directory under `examples/` with a `mod.rs` is not itself an example).
+
+#![allow(dead_code)] // each program uses a different part of it
+
+pub mod args;
+pub mod instance;
+pub mod progress;
+pub mod stores;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+
+use futures::future::try_join_all;
+use sourcegraph_backup::core::pipeline::{BackupPipeline, RestorePipeline};
+use sourcegraph_backup::core::{BackupReader, BackupRepository, CoreError, Plan, StoreKind};
+
+use progress::Progress;
+use stores::StoreHandle;
+use summary::Summary;
+
+/// Any error of a command; printed as one line plus its causes.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A usage mistake found after parsing (e.g. a plan volume without a path):
+/// reported like clap's own usage errors, with exit code 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The usage of subcommand `name` of `C`, for usage errors found after parsing.
+pub fn usage_of<C: clap::CommandFactory>(name: &str) -> clap::Command {
+    let mut cmd = C::command();
+    cmd.build();
+    cmd.find_subcommand(name).cloned().unwrap_or(cmd)
+}
+
+/// Runs `command` on a multi-threaded runtime and turns its result into the
+/// exit code: 0 success, 1 failure (one `error:` line plus `caused by:`
+/// lines), 2 bad usage. A panic is reported as an internal error, exit 1,
+/// without a backtrace.
+pub fn run<F>(json: bool, usage: clap::Command, command: F) -> ExitCode
+where
+    F: Future<Output = Result<bool, Error>>,
+{
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e, json),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(command)));
+    // Background tasks (progress, cancelled stores) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => ExitCode::FAILURE,
+        Ok(Err(e)) => match e.downcast_ref::<Usage>() {
+            Some(Usage(msg)) => {
+                let mut usage = usage;
+                usage
+                    .error(clap::error::ErrorKind::MissingRequiredArgument, msg)
+                    .exit()
+            }
+            None => fail(e.as_ref(), json),
+        },
+        Err(_) => ExitCode::FAILURE, // the hook printed it
+    }
+}
+
+/// Prints an error and its source chain; with `--json` also one object on stdout.
+fn fail(e: &(dyn std::error::Error + 'static), json: bool) -> ExitCode {
+    let top = e.to_string();
+    let mut causes: Vec<String> = Vec::new();
+    let mut seen = top.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Errors that already print their source in their own message would repeat it.
+        if !seen.contains(&text) {
+            seen.push_str(&text);
+            causes.push(text);
+        }
+        source = s.source();
+    }
+    eprintln!("error: {top}");
+    for c in &causes {
+        eprintln!("  caused by: {c}");
+    }
+    if json {
+        summary::print_json(&serde_json::json!({ "ok": false, "error": top, "causes": causes }));
+    }
+    ExitCode::FAILURE
+}
+
+/// Opens a repository to read from; a local path must exist (opening would create it).
+pub fn open_source(from: &str) -> Result<BackupRepository, Error> {
+    if !from.contains("://") && !std::path::Path::new(from).is_dir() {
+        return Err(format!("backup location {from} does not exist or is not a directory").into());
+    }
+    Ok(BackupRepository::open(from)?)
+}
+
+/// Opens backup `pick`, or the newest complete one.
+pub async fn open_backup(from: &str, pick: Option<&str>) -> Result<BackupReader, Error> {
+    let repo = open_source(from)?;
+    Ok(match pick {
+        Some(id) => repo.open_backup(id).await?,
+        None => repo.open_latest().await?,
+    })
+}
+
+/// Checks that every store can be reached before anything is written, so an
+/// unreachable store fails fast, by name, leaving nothing behind.
+async fn check_reachable(stores: &[StoreHandle]) -> Result<(), Error> {
+    try_join_all(stores.iter().map(|s| async move {
+        s.exporter
+            .check_reachable()
+            .await
+            .map_err(|source| CoreError::Store {
+                store: format!("{} ({})", s.id(), s.location()),
+                phase: "check",
+                source,
+            })
+    }))
+    .await?;
+    Ok(())
+}
+
+fn locations(stores: &[StoreHandle]) -> BTreeMap<String, String> {
+    stores
+        .iter()
+        .map(|s| (s.id().to_string(), s.location()))
+        .collect()
+}
+
+/// Runs a backup of `stores` following `plan` into `to`; stores the plan
+/// skips are left out (and shown as skipped).
+pub async fn backup(to: &str, plan: Plan, stores: Vec<StoreHandle>, jobs: usize) -> Result<Summary, Error> {
+    let stores: Vec<StoreHandle> = stores.into_iter().filter(|s| !skipped(&plan, s.id())).collect();
+    check_reachable(&stores).await?;
+    let repo = BackupRepository::open(to)?;
+    let (sink, progress) = Progress::start("backup");
+    let mut pipeline = BackupPipeline::new(repo.clone(), plan)
+        .concurrency(jobs)
+        .progress(sink);
+    for s in &stores {
+        pipeline = pipeline.exporter(s.exporter.clone());
+    }
+    let result = pipeline.run().await;
+    progress.finish().await;
+    let outcome = result?;
+    let locs = locations(&stores);
+    Ok(summary::of_backup(repo.location(), &outcome, &|id| {
+        locs.get(id).cloned()
+    }))
+}
+
+fn skipped(plan: &Plan, id: &str) -> bool {
+    plan.stores.iter().any(|s| s.id == id) && !plan.includes(id)
+}
+
+/// Restores `stores` (targets) from `backup`; stores of the backup without a
+/// target are reported as not restored.
+pub async fn restore(
+    backup: BackupReader,
+    stores: Vec<StoreHandle>,
+    jobs: usize,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    if stores.is_empty() {
+        return Err(Usage(
+            "nothing to restore into: give a target for at least one store of the backup".into(),
+        )
+        .into());
+    }
+    for s in &stores {
+        if backup.manifest().store(s.id()).is_none() {
+            let held: Vec<&str> = backup.manifest().stores.iter().map(|s| s.id.as_str()).collect();
+            return Err(Usage(format!(
+                "backup {} holds no store {} (it holds: {})",
+                backup.id(),
+                s.id(),
+                held.join(", ")
+            ))
+            .into());
+        }
+    }
+    // Volume and file targets are new directories: only databases must already be reachable.
+    let existing: Vec<StoreHandle> = stores
+        .iter()
+        .filter(|s| s.kind() == StoreKind::Postgres)
+        .cloned()
+        .collect();
+    check_reachable(&existing).await?;
+    let location = backup.repository().location().to_string();
+    let option = summary::kind_name(&backup.manifest().option);
+    let kinds: BTreeMap<String, String> = backup
+        .manifest()
+        .stores
+        .iter()
+        .map(|s| (s.id.clone(), summary::kind_name(&s.kind)))
+        .collect();
+    let (sink, progress) = Progress::start("restore");
+    let mut pipeline = RestorePipeline::new(backup).concurrency(jobs).progress(sink);
+    for s in &stores {
+        pipeline = pipeline.importer(s.importer.clone());
+    }
+    let result = pipeline.run().await;
+    progress.finish().await;
+    let outcome = result?;
+    let locs = locations(&stores);
+    let mut summary = summary::of_restore(&location, option, &outcome, dry_run, &|id| locs.get(id).cloned());
+    for row in &mut summary.stores {
+        row.kind = kinds.get(&row.store).cloned().unwrap_or_default();
+    }
+    Ok(summary)
+}
+
+/// `verify`: prints each problem; `Ok(false)` when there is any.
+pub async fn verify(from: &str, pick: Option<&str>, json: bool) -> Result<bool, Error> {
+    let repo = open_source(from)?;
+    let id = match pick {
+        Some(id) => id.to_string(),
+        None => repo.open_latest().await?.id().to_string(),
+    };
+    let report = repo.verify(&id).await?;
+    summary::print_verify(repo.location(), &report, json);
+    Ok(report.is_ok())
+}
+
+/// `list`: complete backups, newest first.
+pub async fn list(from: &str, json: bool) -> Result<bool, Error> {
+    let repo = open_source(from)?;
+    let backups = repo.list().await?;
+    summary::print_list(repo.location(), &backups, json);
+    Ok(true)
+}

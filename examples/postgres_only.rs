@@ -1,0 +1,86 @@
+//! `postgres_only`: back up and restore Sourcegraph's three PostgreSQL databases
+//! (option 2), with the configuration they hold.
+//!
+//! ```text
+//! cargo run --release --example postgres_only -- backup --from-env --to s3://bucket/sourcegraph
+//! cargo run --release --example postgres_only -- restore --from s3://bucket/sourcegraph \
+//!     --pgsql postgres://sg@new-db/sg --codeintel postgres://sg@new-db/codeintel \
+//!     --codeinsights postgres://postgres@new-insights/postgres
+//! ```
+
+#[path = "cli/mod.rs"]
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cli::args::{Externals, ListArgs, PgBackupArgs, PgRestoreArgs, VerifyArgs};
+use cli::instance;
+use cli::Error;
+use sourcegraph_backup::core::{plan, BackupOption, Deployment, PlanRequest};
+
+/// Back up and restore Sourcegraph's PostgreSQL databases (main, code intelligence,
+/// code insights) and the configuration they hold. Configuration is read from and
+/// restored into the --pgsql database unless --config-db or --config-files says otherwise.
+#[derive(Parser)]
+#[command(name = "postgres_only", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up the databases into DEST.
+    Backup(BackupArgs),
+    /// Restore a backup into empty databases (restored in parallel), then the configuration.
+    Restore(PgRestoreArgs),
+    /// Re-read every artifact of a backup and check its size and SHA-256.
+    Verify(VerifyArgs),
+    /// List the complete backups under DEST, newest first.
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    pg: PgBackupArgs,
+    #[command(flatten)]
+    externals: Externals,
+}
+
+async fn backup(args: BackupArgs) -> Result<bool, Error> {
+    let mut request = PlanRequest::new(BackupOption::AllPostgres, Deployment::DockerCompose);
+    request.external = args.externals.external.iter().cloned().collect();
+    let plan = plan(&request);
+    let stores = instance::backup_stores(&args.pg, &plan)?;
+    let summary = cli::backup(&args.pg.to.to, plan, stores, args.pg.jobs.get()).await?;
+    summary.print(args.pg.output.json);
+    Ok(true)
+}
+
+async fn restore(args: PgRestoreArgs) -> Result<bool, Error> {
+    let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
+    let stores = instance::restore_stores(&args, backup.manifest())?;
+    let summary = cli::restore(backup, stores, args.jobs.get(), args.dry_run.dry_run).await?;
+    summary.print(args.output.json);
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (json, name) = match &cli.command {
+        Command::Backup(a) => (a.pg.output.json, "backup"),
+        Command::Restore(a) => (a.output.json, "restore"),
+        Command::Verify(a) => (a.output.json, "verify"),
+        Command::List(a) => (a.output.json, "list"),
+    };
+    cli::run(json, cli::usage_of::<Cli>(name), async move {
+        match cli.command {
+            Command::Backup(a) => backup(a).await,
+            Command::Restore(a) => restore(a).await,
+            Command::Verify(a) => cli::verify(&a.from.from, a.pick.backup.as_deref(), a.output.json).await,
+            Command::List(a) => cli::list(&a.from.from, a.output.json).await,
+        }
+    })
+}

@@ -1,0 +1,529 @@
+//! The three example programs driven as a user would: the built binaries are
+//! spawned with arguments, their exit codes, stdout (`--json`) and stderr are
+//! checked, and restored databases are compared with the testkit oracle.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use sourcegraph_backup_testkit::{oracle, PgCluster};
+
+/// Builds the examples once per test run and returns the directory holding them.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--examples", "-q", "-p", "sourcegraph-backup"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+        // The test binary is target/<profile>/deps/examples_cli-<hash>.
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().join("examples")
+    })
+}
+
+fn run(example: &str, args: &[&str]) -> Output {
+    let out = Command::new(examples_dir().join(example))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {example}: {e}"));
+    eprintln!(
+        "$ {example} {}\n-> {:?}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const EXAMPLES: [&str; 3] = ["config_only", "postgres_only", "all_data"];
+
+#[test]
+fn help_lists_the_subcommands() {
+    for example in EXAMPLES {
+        let out = run(example, &["--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in ["backup", "restore", "verify", "list"] {
+            assert!(text.contains(sub), "{example} --help lacks {sub}");
+        }
+        let out = run(example, &["restore", "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for opt in ["--from", "--backup", "--json", "--dry-run", "--config-files"] {
+            assert!(text.contains(opt), "{example} restore --help lacks {opt}");
+        }
+    }
+    let text = String::from_utf8_lossy(&run("all_data", &["backup", "--help"]).stdout).into_owned();
+    for opt in [
+        "--deployment",
+        "--volume",
+        "--skip-recreatable",
+        "--databases-stopped",
+        "--external",
+        "--from-env",
+        "--jobs",
+    ] {
+        assert!(text.contains(opt), "all_data backup --help lacks {opt}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_usage_line() {
+    for example in EXAMPLES {
+        for args in [
+            &["backup", "--no-such-flag"][..],
+            &["backup"],
+            &["frobnicate"],
+            &["verify", "--from", "x", "--jobs", "0"],
+        ] {
+            let out = run(example, args);
+            assert_eq!(out.status.code(), Some(2), "{example} {args:?}");
+            let err = stderr(&out);
+            assert!(err.starts_with("error: "), "{err}");
+            assert_eq!(
+                err.lines().filter(|l| l.starts_with("Usage: ")).count(),
+                1,
+                "{err}"
+            );
+            assert!(out.stdout.is_empty());
+        }
+    }
+    // Found after parsing: where the configuration is was not said.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("config_only", &["backup", "--to", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Usage: config_only backup"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn write_config_files(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("site-config.json"),
+        "{\n  // the most essential item\n  \"externalURL\": \"https://sg.example.com\",\n  \"auth.providers\": [{ \"type\": \"builtin\" }],\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("global-settings.json"),
+        "{\n  \"search.defaultPatternType\": \"keyword\" // trailing comment\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("extsvc-config.json"),
+        "{\n  \"GITHUB\": [{ \"url\": \"https://github.com\", \"token\": \"ghp_notarealtoken\", \"repos\": [\"acme/app\"] }]\n}\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn config_only_files_round_trip_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, repo, output) = (
+        tmp.path().join("in"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    write_config_files(&input);
+
+    let out = run(
+        "config_only",
+        &[
+            "backup",
+            "--config-files",
+            path(&input),
+            "--to",
+            path(&repo),
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["option"], "config-only");
+    let stores = summary["stores"].as_array().unwrap();
+    assert_eq!(stores.len(), 1);
+    assert_eq!(stores[0]["store"], "config");
+    assert_eq!(stores[0]["status"], "included");
+    assert!(stores[0]["stored_bytes"].as_u64().unwrap() > 0);
+    let id = summary["backup_id"].as_str().unwrap().to_string();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ghp_notarealtoken"));
+
+    let out = run("config_only", &["verify", "--from", path(&repo)]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run("config_only", &["list", "--from", path(&repo), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = stdout_json(&out);
+    assert_eq!(list["backups"][0]["id"], id.as_str());
+
+    let out = run(
+        "config_only",
+        &[
+            "restore",
+            "--from",
+            path(&repo),
+            "--backup",
+            &id,
+            "--config-files",
+            path(&output),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    for f in ["site-config.json", "global-settings.json", "extsvc-config.json"] {
+        assert_eq!(
+            std::fs::read(input.join(f)).unwrap(),
+            std::fs::read(output.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // A corrupted artifact: verify names it and exits 1.
+    let site = repo.join(&id).join("config/files/site-config.json");
+    std::fs::write(&site, b"{}").unwrap();
+    let out = run("config_only", &["verify", "--from", path(&repo)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config/files/site-config.json"));
+}
+
+#[test]
+fn missing_backup_location_is_one_error_line() {
+    let out = run("postgres_only", &["list", "--from", "/nonexistent/backups"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: backup location /nonexistent/backups"));
+}
+
+// ---- databases ------------------------------------------------------------
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sourcegraph-backup-testkit/fixtures")
+        .join(name)
+}
+
+/// The three databases of a Sourcegraph-shaped instance on `cluster`.
+async fn load_instance(cluster: &PgCluster) {
+    let mut frontend = vec!["frontend.sql"];
+    if cluster.major() >= 15 {
+        frontend.push("frontend-pg15.sql");
+    }
+    for (db, files) in [
+        ("sg", frontend),
+        ("codeintel", vec!["codeintel.sql"]),
+        ("codeinsights", vec!["codeinsights.sql"]),
+    ] {
+        cluster.create_database(db).await.unwrap();
+        for f in files {
+            cluster.execute_sql_file(db, &fixture(f)).await.unwrap();
+        }
+    }
+}
+
+async fn create_empty(cluster: &PgCluster) {
+    for db in ["sg", "codeintel", "codeinsights"] {
+        cluster.create_database(db).await.unwrap();
+    }
+}
+
+fn db_args(cluster: &PgCluster) -> Vec<String> {
+    vec![
+        "--pgsql".into(),
+        cluster.url("sg"),
+        "--codeintel".into(),
+        cluster.url("codeintel"),
+        "--codeinsights".into(),
+        cluster.url("codeinsights"),
+    ]
+}
+
+async fn assert_same_instance(src: &PgCluster, dst: &PgCluster) {
+    for db in ["sg", "codeintel", "codeinsights"] {
+        let report = oracle::compare(src, db, dst, db).await.unwrap();
+        assert!(report.is_identical(), "{db}: {:?}", report.differences());
+    }
+}
+
+/// Runs an example on a blocking thread (the clusters live on the test's runtime).
+async fn run_async(example: &'static str, args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(example, &args)
+    })
+    .await
+    .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_round_trip_is_identical() {
+    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
+    let (src, dst) = (src.unwrap(), dst.unwrap());
+    tokio::join!(load_instance(&src), create_empty(&dst));
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = path(tmp.path()).to_string();
+
+    let mut args = strings(&["backup", "--to", &repo, "--json", "--jobs", "2"]);
+    args.extend(db_args(&src));
+    let out = run_async("postgres_only", args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let summary = stdout_json(&out);
+    let done: Vec<&str> = summary["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "included")
+        .map(|s| s["store"].as_str().unwrap())
+        .collect();
+    for store in ["config", "pgsql", "codeintel-db", "codeinsights-db"] {
+        assert!(done.contains(&store), "{store} not in {done:?}");
+    }
+
+    let out = run_async("postgres_only", strings(&["verify", "--from", &repo, "--json"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout_json(&out)["ok"], true);
+
+    let mut args = strings(&["restore", "--from", &repo, "--json"]);
+    args.extend(db_args(&dst));
+    let out = run_async("postgres_only", args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let restored = stdout_json(&out);
+    assert_eq!(
+        restored["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "restored")
+            .count(),
+        4
+    );
+    assert_same_instance(&src, &dst).await;
+}
+
+fn git(args: &[&str], dir: &Path) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .expect("git is needed: apt-get install git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A gitserver-like volume with one bare repository holding a commit.
+fn make_gitserver(root: &Path) {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&["init", "-q", "-b", "main"], &work);
+    std::fs::write(work.join("README.md"), "hello\n").unwrap();
+    git(&["add", "."], &work);
+    git(&["commit", "-q", "-m", "first"], &work);
+    let volume = root.join("gitserver-0");
+    std::fs::create_dir_all(volume.join("github.com/acme")).unwrap();
+    git(
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            path(&work),
+            path(&volume.join("github.com/acme/app/.git")),
+        ],
+        root,
+    );
+}
+
+const OTHER_VOLUMES: [&str; 5] = ["zoekt-0-shared", "blobstore", "redis-cache", "grafana", "caddy"];
+
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.push((rel + "/", Vec::new()));
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_data_round_trip_and_failures() {
+    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
+    let (src, dst) = (src.unwrap(), dst.unwrap());
+    tokio::join!(load_instance(&src), create_empty(&dst));
+    let tmp = tempfile::tempdir().unwrap();
+    make_gitserver(tmp.path());
+    let redis = tmp.path().join("redis-store");
+    std::fs::create_dir_all(&redis).unwrap();
+    std::fs::write(redis.join("dump.rdb"), b"REDIS0009\xfa\x09redis-ver").unwrap();
+    let prom = tmp.path().join("prometheus");
+    std::fs::create_dir_all(prom.join("wal")).unwrap();
+    std::fs::write(prom.join("wal/00000000"), vec![7u8; 4096]).unwrap();
+    let repo = path(&tmp.path().join("repo")).to_string();
+    let vol = |name: &str, p: &Path| format!("{name}={}", p.display());
+    let mut volume_args = vec![
+        "--volume".to_string(),
+        vol("gitserver-0", &tmp.path().join("gitserver-0")),
+        "--volume".into(),
+        vol("redis-store", &redis),
+        "--volume".into(),
+        vol("prometheus-v2", &prom),
+    ];
+    for v in OTHER_VOLUMES {
+        volume_args.extend(["--external".to_string(), v.to_string()]);
+    }
+
+    // A store that fails mid-pipeline (a database on a dead port): exit 1 naming it, no manifest.
+    let mut args = strings(&["backup", "--to", &repo, "--deployment", "compose"]);
+    args.extend(["--pgsql".into(), "postgres://postgres@127.0.0.1:1/sg".into()]);
+    args.extend([
+        "--external".into(),
+        "codeintel-db".into(),
+        "--external".into(),
+        "codeinsights-db".into(),
+    ]);
+    args.extend(volume_args.clone());
+    let out = run_async("all_data", args).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // pgsql and config (read from the same database) both fail their check; either is named.
+    let first = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(
+        first.starts_with("error: store ") && first.contains("127.0.0.1:1/sg"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // A volume directory that does not exist.
+    let mut args = strings(&["backup", "--to", &repo, "--deployment", "compose"]);
+    args.extend(db_args(&src));
+    args.extend(volume_args.clone());
+    args.extend(["--volume".into(), "gitserver-1=/nonexistent/gitserver-1".into()]);
+    let out = run_async("all_data", args).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).lines().next().unwrap_or("").contains("gitserver-1"),
+        "{}",
+        stderr(&out)
+    );
+    // A database that is not Sourcegraph's fails inside the pipeline, after volumes were written.
+    src.create_database("other").await.unwrap();
+    src.batch_execute("other", "CREATE TABLE t (id int primary key)")
+        .await
+        .unwrap();
+    let mut args = strings(&["backup", "--to", &repo, "--deployment", "compose"]);
+    args.extend(["--pgsql".into(), src.url("other")]);
+    args.extend(["--config-db".into(), src.url("sg")]);
+    args.extend([
+        "--codeintel".into(),
+        src.url("codeintel"),
+        "--codeinsights".into(),
+        src.url("codeinsights"),
+    ]);
+    args.extend(volume_args.clone());
+    let out = run_async("all_data", args).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).lines().next().unwrap_or("").contains("pgsql"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_async("all_data", strings(&["list", "--from", &repo, "--json"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_json(&out)["backups"].as_array().unwrap().len(),
+        0,
+        "a failed backup is listed"
+    );
+
+    // The real thing.
+    let mut args = strings(&["backup", "--to", &repo, "--deployment", "compose", "--json"]);
+    args.extend(db_args(&src));
+    args.extend(volume_args.clone());
+    let out = run_async("all_data", args).await;
+    assert_eq!(out.status.code(), Some(0));
+    let summary = stdout_json(&out);
+    let status = |store: &str| {
+        summary["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["store"] == store)
+            .map(|s| s["status"].clone())
+    };
+    for store in [
+        "config",
+        "pgsql",
+        "codeintel-db",
+        "codeinsights-db",
+        "gitserver-0",
+        "redis-store",
+        "prometheus-v2",
+    ] {
+        assert_eq!(status(store), Some(Value::from("included")), "{store}");
+    }
+    assert_eq!(status("blobstore"), Some(Value::from("skipped")));
+
+    let out = run_async("all_data", strings(&["verify", "--from", &repo])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let out = run_async("all_data", strings(&["list", "--from", &repo, "--json"])).await;
+    assert_eq!(stdout_json(&out)["backups"].as_array().unwrap().len(), 1);
+
+    let restored = tmp.path().join("restored");
+    let mut args = strings(&["restore", "--from", &repo, "--json"]);
+    args.extend(db_args(&dst));
+    for (name, _) in [("gitserver-0", ()), ("redis-store", ()), ("prometheus-v2", ())] {
+        args.extend(["--volume".into(), vol(name, &restored.join(name))]);
+    }
+    let out = run_async("all_data", args).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_instance(&src, &dst).await;
+    assert_eq!(
+        tree(&tmp.path().join("gitserver-0")),
+        tree(&restored.join("gitserver-0"))
+    );
+    assert_eq!(tree(&redis), tree(&restored.join("redis-store")));
+    assert_eq!(tree(&prom), tree(&restored.join("prometheus-v2")));
+    git(
+        &["fsck", "--strict"],
+        &restored.join("gitserver-0/github.com/acme/app/.git"),
+    );
+}
