@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::cluster::PgCluster;
 use crate::error::{HarnessError, Result};
-use crate::process::{describe, tail};
+use crate::process::{describe, run_checked, tail};
 use crate::tools::PgClientTools;
 
 /// How many differing lines [`OracleReport::assert_identical`] shows.
@@ -107,6 +107,42 @@ pub async fn compare(src: &PgCluster, src_db: &str, dst: &PgCluster, dst_db: &st
         tables_compared: src_tables.len(),
         sequences_compared: src_seqs.len(),
     })
+}
+
+/// The reference restore for comparisons across majors: creates `dst_db` on `dst` and fills it
+/// from `src_db` on `src` with `pg_dump -Fc` + `pg_restore --no-owner --no-acl --exit-on-error`,
+/// both of the newer of the two majors. Compare a restore under test with this database (both on
+/// `dst`) instead of with the source.
+pub async fn restore_reference(src: &PgCluster, src_db: &str, dst: &PgCluster, dst_db: &str) -> Result<()> {
+    let tools = PgClientTools::for_server_major(src.major().max(dst.major()))?;
+    dst.create_database(dst_db).await?;
+    let dir = tempfile::tempdir().map_err(|source| HarnessError::Io {
+        what: "creating a directory for the reference dump",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let file = dir.path().join("reference.dump");
+    let mut dump = tools.command("pg_dump");
+    dump.args(["--format=custom", "--file"])
+        .arg(&file)
+        .arg("--dbname")
+        .arg(src.key_value(src_db));
+    let mut restore = tools.command("pg_restore");
+    restore
+        .args(["--no-owner", "--no-acl", "--exit-on-error", "--dbname"])
+        .arg(dst.key_value(dst_db))
+        .arg(&file);
+    tokio::task::spawn_blocking(move || {
+        run_checked(&mut dump)?;
+        run_checked(&mut restore)?;
+        drop(dir);
+        Ok(())
+    })
+    .await
+    .map_err(|e| HarnessError::Spawn {
+        program: "pg_dump | pg_restore".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 /// `pg_dump --schema-only --no-owner --no-acl` of `db`, normalized: comment lines, the

@@ -29,7 +29,9 @@ pub enum VolumeError {
         source: std::io::Error,
     },
     /// Strict mode: files changed or vanished while they were archived.
-    #[error("volume {volume}: {count} file(s) changed or vanished while archived (strict mode), first: {first:?}")]
+    #[error(
+        "volume {volume}: {count} file(s) changed or vanished while archived (strict mode), first: {first:?}"
+    )]
     Unstable {
         /// The volume id.
         volume: String,
@@ -39,7 +41,9 @@ pub enum VolumeError {
         first: Vec<String>,
     },
     /// The restore target holds files and overwriting was not asked for.
-    #[error("volume {volume}: restore target {path} is not empty; refusing to restore into it without overwrite")]
+    #[error(
+        "volume {volume}: restore target {path} is not empty; refusing to restore into it without overwrite"
+    )]
     TargetNotEmpty {
         /// The volume id.
         volume: String,
@@ -80,7 +84,7 @@ pub enum VolumeError {
         artifact: String,
         /// What the repository found (size or checksum mismatch, missing, ...).
         #[source]
-        source: CoreError,
+        source: Box<CoreError>,
     },
     /// An artifact verified but is not a readable tar archive.
     #[error("artifact {artifact} is not a valid volume archive: {reason}")]
@@ -115,7 +119,7 @@ pub enum VolumeError {
         volume: String,
         /// The core error.
         #[source]
-        source: CoreError,
+        source: Box<CoreError>,
     },
     /// A worker task panicked or was cancelled.
     #[error("volume {volume}: worker task failed: {reason}")]

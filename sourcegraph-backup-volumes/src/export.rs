@@ -138,7 +138,8 @@ impl<W: Write> PartWriter<W> {
                 Err(e) => return Err((abs, e)),
             };
             let descend = meta.is_dir() && recursive;
-            self.archive_entry(&rel, &abs, &meta).map_err(|e| (abs.clone(), e))?;
+            self.archive_entry(&rel, &abs, &meta)
+                .map_err(|e| (abs.clone(), e))?;
             if descend {
                 let names = match sorted_names(&abs) {
                     Ok(n) => n,

@@ -125,7 +125,7 @@ impl Extractor {
     fn artifact_error(&self, source: CoreError) -> VolumeError {
         VolumeError::Artifact {
             artifact: self.artifact.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -237,7 +237,10 @@ impl Extractor {
             }
             EntryType::Fifo => return Err(self.refuse(&shown, "FIFOs are never archived or restored")),
             other => {
-                return Err(self.refuse(&shown, format!("unsupported entry type {:?}", other.as_byte() as char)))
+                return Err(self.refuse(
+                    &shown,
+                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                ))
             }
         }
         Ok(())
@@ -256,7 +259,11 @@ impl Extractor {
             match std::fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) => {
-                    let what = if m.file_type().is_symlink() { "a symlink" } else { "not a directory" };
+                    let what = if m.file_type().is_symlink() {
+                        "a symlink"
+                    } else {
+                        "not a directory"
+                    };
                     return Err(self.refuse(
                         shown,
                         format!("parent {} is {what}: refusing to write through it", cur.display()),
@@ -267,7 +274,9 @@ impl Extractor {
                     // Another part created it meanwhile: check what it is.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         if !std::fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir()) {
-                            return Err(self.refuse(shown, format!("parent {} is not a directory", cur.display())));
+                            return Err(
+                                self.refuse(shown, format!("parent {} is not a directory", cur.display()))
+                            );
                         }
                     }
                     Err(e) => return Err(self.failed(shown, e)),
@@ -285,7 +294,9 @@ impl Extractor {
         let comps: Vec<_> = rel.components().collect();
         for (i, comp) in comps.iter().enumerate() {
             cur.push(comp);
-            let Ok(m) = std::fs::symlink_metadata(&cur) else { return false };
+            let Ok(m) = std::fs::symlink_metadata(&cur) else {
+                return false;
+            };
             let last = i + 1 == comps.len();
             if (last && !m.is_file()) || (!last && !m.is_dir()) {
                 return false;
@@ -305,8 +316,9 @@ impl Extractor {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists
-                    && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => {}
                 Err(e) => return Err(self.failed(shown, e)),
             },
             Err(e) => return Err(self.failed(shown, e)),
@@ -361,7 +373,8 @@ impl Extractor {
             let chunk = &self.buf[..n];
             // Whole zero blocks become holes: sparse files stay sparse.
             if n >= 4096 && chunk.iter().all(|&b| b == 0) {
-                file.seek(SeekFrom::Current(n as i64)).map_err(|e| self.failed(shown, e))?;
+                file.seek(SeekFrom::Current(n as i64))
+                    .map_err(|e| self.failed(shown, e))?;
                 holes = true;
             } else {
                 file.write_all(chunk).map_err(|e| self.failed(shown, e))?;
@@ -392,7 +405,7 @@ fn apply_meta(file: &File, mode: u32, mtime: u64, owner: Option<(u32, u32)>) -> 
 
 /// Applies directory metadata deepest first, through `O_NOFOLLOW` handles.
 pub(crate) fn apply_dir_meta(mut dirs: Vec<DirMeta>) -> Result<(), (PathBuf, io::Error)> {
-    dirs.sort_by(|a, b| b.path.components().count().cmp(&a.path.components().count()));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
     for d in dirs {
         let dir = OpenOptions::new()
             .read(true)

@@ -127,6 +127,4 @@ pub use error::VolumeError;
 pub use export::{ReadHook, ReadStage};
 pub use preset::{VolumePreset, COMPOSE_PROJECT, DOCKER_VOLUMES_ROOT};
 pub use report::{PartStats, PathSample, VolumeDetails, LISTED_PATHS};
-pub use store::{
-    VolumeOptions, VolumeStore, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, TAR_CONTENT_TYPE,
-};
+pub use store::{VolumeOptions, VolumeStore, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, TAR_CONTENT_TYPE};

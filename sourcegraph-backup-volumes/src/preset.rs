@@ -66,7 +66,9 @@ impl VolumePreset {
         let (name, path) = spec.split_once('=').ok_or_else(|| bad("expected name=path"))?;
         let name = name.trim();
         if name.is_empty() || name.contains('/') || path.is_empty() {
-            return Err(bad("the name must be non-empty without '/', and the path non-empty"));
+            return Err(bad(
+                "the name must be non-empty without '/', and the path non-empty",
+            ));
         }
         Ok(self.with_override(name, path))
     }
@@ -121,7 +123,9 @@ impl VolumePreset {
             for e in entries.flatten() {
                 let file = e.file_name().to_string_lossy().into_owned();
                 let name = match self.deployment {
-                    Deployment::DockerCompose => file.strip_prefix(&format!("{COMPOSE_PROJECT}_")).map(str::to_string),
+                    Deployment::DockerCompose => file
+                        .strip_prefix(&format!("{COMPOSE_PROJECT}_"))
+                        .map(str::to_string),
                     Deployment::Kubernetes => Some(file),
                 };
                 if let Some(name) = name {
@@ -148,6 +152,7 @@ fn is_dir(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sourcegraph_backup_core::DataStore;
 
     #[test]
     fn compose_and_kubernetes_paths() {
@@ -161,8 +166,25 @@ mod tests {
         let k = VolumePreset::kubernetes("/mnt/volumes")
             .with_override_spec("pgsql=/srv/pg")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(k.path_for("repos-gitserver-0"), PathBuf::from("/mnt/volumes/repos-gitserver-0"));
+        assert_eq!(
+            k.path_for("repos-gitserver-0"),
+            PathBuf::from("/mnt/volumes/repos-gitserver-0")
+        );
         assert_eq!(k.path_for("pgsql"), PathBuf::from("/srv/pg"));
         assert!(k.clone().with_override_spec("nopath").is_err());
+    }
+
+    #[test]
+    fn discover_finds_standard_volumes_and_shards() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for name in ["gitserver-0", "gitserver-1", "pgsql", "unrelated"] {
+            let dir = tmp.path().join(format!("docker-compose_{name}/_data"));
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let preset = VolumePreset::docker_compose(tmp.path());
+        let found: Vec<String> = preset.discover().iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(found, vec!["gitserver-0", "gitserver-1", "pgsql"]);
+        let shard = preset.store("gitserver-1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shard.volume().map(|v| v.name), Some("gitserver-0"));
     }
 }

@@ -182,7 +182,13 @@ mod tests {
     #[test]
     fn packs_in_order_and_isolates_huge_units() {
         let parts = pack(
-            vec![unit("a", 400), unit("b", 500), unit("c", 5000), unit("d", 100), unit("e", 100)],
+            vec![
+                unit("a", 400),
+                unit("b", 500),
+                unit("c", 5000),
+                unit("d", 100),
+                unit("e", 100),
+            ],
             1000,
         );
         let names: Vec<Vec<String>> = parts

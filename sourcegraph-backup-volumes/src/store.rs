@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use sourcegraph_backup_core::catalog::{self, Deployment, DeploymentVolume};
 use sourcegraph_backup_core::{
-    ArtifactOptions, BoxError, DataStore, ExportContext, ExportReport, Exporter, ImportContext,
-    ImportReport, Importer, StoreKind,
+    ArtifactOptions, BoxError, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport,
+    Importer, StoreKind,
 };
 
 use crate::error::VolumeError;
@@ -177,13 +177,14 @@ impl VolumeStore {
 
     /// Archives the volume; see [`Exporter::export`].
     pub async fn export_volume(&self, ctx: &ExportContext) -> Result<ExportReport, VolumeError> {
-        self.check_source()?;
-        let root = self.path.clone();
         let part_size = self.options.part_size;
-        let parts = tokio::task::spawn_blocking(move || plan_parts(&root, part_size))
-            .await
-            .map_err(|e| self.task(e))?
-            .map_err(|e| self.io(&self.path, e))?;
+        let store = self.clone();
+        let parts = tokio::task::spawn_blocking(move || {
+            store.check_source()?;
+            plan_parts(&store.path, part_size).map_err(|e| store.io(&store.path, e))
+        })
+        .await
+        .map_err(|e| self.task(e))??;
         let results: Vec<Result<PartStats, VolumeError>> = stream::iter(parts)
             .map(|spec| self.export_part(ctx, spec))
             .buffer_unordered(self.options.concurrency.max(1))
@@ -235,7 +236,7 @@ impl VolumeStore {
         let name = spec.artifact_name();
         let core = |source| VolumeError::Core {
             volume: self.id.clone(),
-            source,
+            source: Box::new(source),
         };
         let writer = ctx
             .artifact(&name, ArtifactOptions::zstd(TAR_CONTENT_TYPE))
@@ -256,9 +257,10 @@ impl VolumeStore {
                 path,
                 source,
             })?;
-            let record = writer
-                .finish()
-                .map_err(|source| VolumeError::Core { volume, source })?;
+            let record = writer.finish().map_err(|source| VolumeError::Core {
+                volume,
+                source: Box::new(source),
+            })?;
             Ok::<_, VolumeError>((record, stats))
         })
         .await
@@ -269,7 +271,10 @@ impl VolumeStore {
 
     /// Restores the volume; see [`Importer::import`].
     pub async fn import_volume(&self, ctx: &ImportContext) -> Result<ImportReport, VolumeError> {
-        let root = self.prepare_target()?;
+        let store = self.clone();
+        let root = tokio::task::spawn_blocking(move || store.prepare_target())
+            .await
+            .map_err(|e| self.task(e))??;
         let mut names: Vec<String> = ctx
             .store_manifest()
             .artifacts
@@ -362,7 +367,7 @@ impl VolumeStore {
         let artifact = format!("{}/{}", self.id, name);
         let reader = ctx.open(&name).map_err(|source| VolumeError::Artifact {
             artifact: artifact.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let size = reader.record().size;
         let read = reader.into_blocking_read();
