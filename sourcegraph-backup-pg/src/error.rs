@@ -124,9 +124,9 @@ pub enum PgError {
     Artifact {
         /// The artifact name inside the store.
         artifact: String,
-        /// The repository error.
+        /// The repository error (boxed: it is large).
         #[source]
-        source: sourcegraph_backup_core::CoreError,
+        source: Box<sourcegraph_backup_core::CoreError>,
     },
     /// The backup's Postgres artifacts are missing a piece or malformed.
     #[error("the backup of store {store} is malformed: {reason}")]

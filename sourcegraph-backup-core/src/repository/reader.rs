@@ -10,7 +10,7 @@ use std::io::Read;
 
 use bytes::{Buf, Bytes};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{GetResultPayload, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -92,24 +92,31 @@ impl ArtifactReader {
                     }
                     Err(e) => return Err(CoreError::store("get", object.to_string(), e)),
                 };
-                let mut stream = get.into_stream();
-                let mut hasher = Sha256::new();
-                let mut size = 0u64;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| CoreError::store("get", object.to_string(), e))?;
-                    size += chunk.len() as u64;
-                    if size > record.size {
-                        return Err(corrupt(
-                            &path,
-                            format!("longer than the {} bytes the manifest records", record.size),
-                        ));
+                let mut check = Verifier::new(record);
+                match get.payload {
+                    // Local repositories: read large chunks on one blocking thread
+                    // rather than object_store's stream of 8 KiB pieces.
+                    GetResultPayload::File(file, _) => {
+                        let tx = tx.clone();
+                        let range = get.range;
+                        tokio::task::spawn_blocking(move || read_file(file, range, check, &tx))
+                            .await
+                            .map_err(|e| CoreError::Abandoned {
+                                path: path.clone(),
+                                reason: e.to_string(),
+                            })?
                     }
-                    hasher.update(&chunk);
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return Ok(()); // the consumer stopped reading
+                    GetResultPayload::Stream(mut stream) => {
+                        while let Some(chunk) = stream.next().await {
+                            let chunk = chunk.map_err(|e| CoreError::store("get", object.to_string(), e))?;
+                            check.feed(&chunk)?;
+                            if tx.send(Ok(chunk)).await.is_err() {
+                                return Ok(()); // the consumer stopped reading
+                            }
+                        }
+                        check.finish()
                     }
                 }
-                check(&record, size, &hex::encode(hasher.finalize()))
             }
             .await;
             if let Err(e) = result {
@@ -177,6 +184,72 @@ impl ArtifactReader {
         }
         Ok(())
     }
+}
+
+/// Counts and hashes stored bytes, and compares them with the record at the end.
+struct Verifier {
+    record: ArtifactRecord,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Verifier {
+    fn new(record: ArtifactRecord) -> Self {
+        Verifier {
+            record,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), CoreError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.record.size {
+            return Err(corrupt(
+                &self.record.path,
+                format!("longer than the {} bytes the manifest records", self.record.size),
+            ));
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), CoreError> {
+        check(&self.record, self.size, &hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// Reads a local file range in [`DECODED_CHUNK`] pieces (blocking).
+fn read_file(
+    mut file: std::fs::File,
+    range: std::ops::Range<u64>,
+    mut check: Verifier,
+    tx: &mpsc::Sender<Result<Bytes, CoreError>>,
+) -> Result<(), CoreError> {
+    use std::io::{Seek, SeekFrom};
+    let path = check.record.path.clone();
+    let io = |e: std::io::Error| CoreError::Codec {
+        operation: "read",
+        path: path.clone(),
+        source: e,
+    };
+    file.seek(SeekFrom::Start(range.start)).map_err(io)?;
+    let mut remaining = range.end.saturating_sub(range.start);
+    while remaining > 0 {
+        let want = remaining.min(DECODED_CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let n = read_full(&mut file, &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        remaining -= n as u64;
+        check.feed(&buf)?;
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return Ok(()); // the consumer stopped reading
+        }
+    }
+    check.finish()
 }
 
 fn corrupt(path: &str, problem: String) -> CoreError {

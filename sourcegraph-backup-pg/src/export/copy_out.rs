@@ -31,7 +31,11 @@ pub(crate) struct WorkItem {
 
 /// The `COPY` statement for a table (or a ctid page range of it), listing the columns so
 /// generated columns are left out.
-pub(crate) fn copy_statement(qualified: &str, columns: &[String], pages: Option<(u64, Option<u64>)>) -> String {
+pub(crate) fn copy_statement(
+    qualified: &str,
+    columns: &[String],
+    pages: Option<(u64, Option<u64>)>,
+) -> String {
     let list = columns.join(", ");
     match pages {
         None if columns.is_empty() => format!("COPY {qualified} TO STDOUT"),
@@ -67,7 +71,7 @@ pub(crate) async fn copy_item(
     };
     let artifact_err = |source| PgError::Artifact {
         artifact: item.artifact.clone(),
-        source,
+        source: Box::new(source),
     };
     let stream = client.copy_out(item.statement.as_str()).await.map_err(copy_err)?;
     let mut stream = std::pin::pin!(stream);
@@ -84,12 +88,24 @@ pub(crate) async fn copy_item(
         batch_rows += 1;
         if buf.len() >= BATCH {
             let chunk = std::mem::replace(&mut buf, BytesMut::with_capacity(BATCH + 64 * 1024)).freeze();
-            flush(&mut copied, &mut batch_rows, chunk.len() as u64, ctx, &item.qualified_name);
+            flush(
+                &mut copied,
+                &mut batch_rows,
+                chunk.len() as u64,
+                ctx,
+                &item.qualified_name,
+            );
             writer.write(chunk).await.map_err(artifact_err)?;
         }
     }
     let rest = buf.freeze();
-    flush(&mut copied, &mut batch_rows, rest.len() as u64, ctx, &item.qualified_name);
+    flush(
+        &mut copied,
+        &mut batch_rows,
+        rest.len() as u64,
+        ctx,
+        &item.qualified_name,
+    );
     writer.write(rest).await.map_err(artifact_err)?;
     writer.finish().await.map_err(artifact_err)?;
     Ok(copied)

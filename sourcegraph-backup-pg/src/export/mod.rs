@@ -134,7 +134,19 @@ pub(crate) async fn export(
     opts: &PgExportOptions,
     ctx: ExportContext,
 ) -> Result<ExportReport, PgError> {
+    match export_inner(config, opts, ctx).await {
+        Ok(report) => Ok(report),
+        Err(e) => Err(snapshot::name_lock_conflict(config, e).await),
+    }
+}
+
+async fn export_inner(
+    config: &PgConnectionConfig,
+    opts: &PgExportOptions,
+    ctx: ExportContext,
+) -> Result<ExportReport, PgError> {
     let leader = config.connect().await?;
+    snapshot::session_setup(&leader, opts.lock_timeout).await?;
     let report = probe(
         &leader,
         ProbeOptions {
@@ -144,7 +156,7 @@ pub(crate) async fn export(
     .await?;
     let snapshot_id = snapshot::begin_leader(&leader).await?;
     let dump = extract_schema(&leader, &opts.extract).await?;
-    snapshot::lock_tables(&leader, &dump.tables, opts.lock_timeout).await?;
+    snapshot::lock_tables(&leader, &dump.tables).await?;
     let seq_values = snapshot::sequence_values(&leader, &dump.sequences).await?;
 
     let suffix = opts.compression.suffix();
@@ -160,15 +172,21 @@ pub(crate) async fn export(
         .tables
         .iter()
         .filter(|t| !t.is_partitioned)
-        .filter(|t| match opts.exclude_table_data.iter().find(|r| r.matches(&t.schema, &t.name)) {
-            Some(rule) => {
-                excluded.push(ExcludedTable {
-                    qualified_name: t.qualified_name.clone(),
-                    reason: rule.reason.clone(),
-                });
-                false
+        .filter(|t| {
+            match opts
+                .exclude_table_data
+                .iter()
+                .find(|r| r.matches(&t.schema, &t.name))
+            {
+                Some(rule) => {
+                    excluded.push(ExcludedTable {
+                        qualified_name: t.qualified_name.clone(),
+                        reason: rule.reason.clone(),
+                    });
+                    false
+                }
+                None => true,
             }
-            None => true,
         })
         .collect();
     let owned: Vec<TableInfo> = data_tables.iter().map(|t| (*t).clone()).collect();
@@ -180,7 +198,9 @@ pub(crate) async fn export(
         let size = u64::try_from(*size).unwrap_or(0);
         let block = u64::try_from(block_size).unwrap_or(8192).max(1);
         let parts = if split_ok && size > opts.split_threshold_bytes && opts.split_threshold_bytes > 0 {
-            size.div_ceil(opts.split_threshold_bytes).max(jobs as u64).min(MAX_PARTS)
+            size.div_ceil(opts.split_threshold_bytes)
+                .max(jobs as u64)
+                .min(MAX_PARTS)
         } else {
             1
         };
@@ -190,7 +210,10 @@ pub(crate) async fn export(
         for p in 0..parts {
             let artifact = names::data_artifact(&t.schema, &t.name, i, p as usize, suffix);
             let (statement, label) = if parts == 1 {
-                (copy_statement(&t.qualified_name, &t.quoted_columns_for_copy, None), t.qualified_name.clone())
+                (
+                    copy_statement(&t.qualified_name, &t.quoted_columns_for_copy, None),
+                    t.qualified_name.clone(),
+                )
             } else {
                 let from = p * per_part;
                 let to = (p + 1 < parts).then_some((p + 1) * per_part);
@@ -199,7 +222,10 @@ pub(crate) async fn export(
                     t.qualified_name,
                     to.map_or_else(|| "end".to_owned(), |v| v.to_string())
                 );
-                (copy_statement(&t.qualified_name, &t.quoted_columns_for_copy, Some((from, to))), label)
+                (
+                    copy_statement(&t.qualified_name, &t.quoted_columns_for_copy, Some((from, to))),
+                    label,
+                )
             };
             items.push(WorkItem {
                 table: i,
@@ -222,10 +248,17 @@ pub(crate) async fn export(
             bytes: 0,
         });
     }
-    items.sort_by(|a, b| b.estimate.cmp(&a.estimate));
+    items.sort_by_key(|i| std::cmp::Reverse(i.estimate));
 
-    let copied = run_workers(config, &snapshot_id, &ctx, artifact_opts("text/tab-separated-values"), items, jobs)
-        .await?;
+    let copied = run_workers(
+        config,
+        (&snapshot_id, opts.lock_timeout),
+        &ctx,
+        artifact_opts("text/tab-separated-values"),
+        items,
+        jobs,
+    )
+    .await?;
     for (table, c) in copied {
         if let Some(r) = records.get_mut(table) {
             r.rows += c.rows;
@@ -246,7 +279,7 @@ pub(crate) async fn export(
                 .await
                 .map_err(|source| PgError::Artifact {
                     artifact: name.into(),
-                    source,
+                    source: Box::new(source),
                 })
         }
     };
@@ -256,8 +289,18 @@ pub(crate) async fn export(
     })?;
     let render = RenderOptions::default();
     put(SCHEMA_JSON, "application/json", json).await?;
-    put(PRE_DATA_SQL, "application/sql", dump.pre_data_sql(&render).into_bytes()).await?;
-    put(POST_DATA_SQL, "application/sql", dump.post_data_sql(&render).into_bytes()).await?;
+    put(
+        PRE_DATA_SQL,
+        "application/sql",
+        dump.pre_data_sql(&render).into_bytes(),
+    )
+    .await?;
+    put(
+        POST_DATA_SQL,
+        "application/sql",
+        dump.post_data_sql(&render).into_bytes(),
+    )
+    .await?;
     let seq_sql = scripts::sequences_sql(&dump.sequences, &seq_values);
     put(SEQUENCES_SQL, "application/sql", seq_sql.into_bytes()).await?;
     let script = scripts::restore_sh(ctx.store(), ctx.backup_id(), &records);
@@ -273,7 +316,10 @@ pub(crate) async fn export(
 
     let mut warnings = report.warnings();
     for e in &excluded {
-        warnings.push(format!("data of table {} left out: {}", e.qualified_name, e.reason));
+        warnings.push(format!(
+            "data of table {} left out: {}",
+            e.qualified_name, e.reason
+        ));
     }
     let source = SourceInfo {
         sourcegraph_version: report.product_version.as_ref().and_then(|v| v.version.clone()),
@@ -301,7 +347,7 @@ pub(crate) async fn export(
 /// rows/bytes per table index. The first failure stops every worker.
 async fn run_workers(
     config: &PgConnectionConfig,
-    snapshot_id: &str,
+    (snapshot_id, lock_timeout): (&str, Duration),
     ctx: &ExportContext,
     options: ArtifactOptions,
     items: Vec<WorkItem>,
@@ -319,10 +365,13 @@ async fn run_workers(
             queue.clone(),
         );
         set.spawn(async move {
-            let client = snapshot::worker(&config, &snapshot_id).await?;
+            let client = snapshot::worker(&config, &snapshot_id, lock_timeout).await?;
             let mut done = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front();
                 let Some(item) = next else { break };
                 let c = copy_out::copy_item(&client, &ctx, &options, &item).await?;
                 done.push((item.table, c));

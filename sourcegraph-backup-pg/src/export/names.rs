@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn names_are_safe_and_distinct() {
-        assert_eq!(data_artifact("public", "repo", 0, 0, ".zst"), "data/public.repo.0000.copy.zst");
+        assert_eq!(
+            data_artifact("public", "repo", 0, 0, ".zst"),
+            "data/public.repo.0000.copy.zst"
+        );
         let odd = data_artifact("we\"ird sch", "../x/y", 1, 2, "");
         assert_eq!(odd, "data/we+22ird+20sch.+2E+2E+2Fx+2Fy.0002.copy");
         assert!(!odd[5..].contains('/'));
@@ -73,7 +76,7 @@ mod tests {
         let name = data_artifact("public", &long, 7, 0, "");
         assert!(name.len() < 200, "{name}");
         assert!(name.contains(".t7."));
-        assert!(!name.contains("+.") && !name.contains("+C.") );
+        assert!(!name.contains("+.") && !name.contains("+C."));
     }
 
     #[test]

@@ -25,7 +25,11 @@ fn backslash_copy(t: &TableRecord) -> Option<String> {
     let text = if t.columns.is_empty() {
         format!("\\copy {} FROM pstdin", t.qualified_name)
     } else {
-        format!("\\copy {} ({}) FROM pstdin", t.qualified_name, t.columns.join(", "))
+        format!(
+            "\\copy {} ({}) FROM pstdin",
+            t.qualified_name,
+            t.columns.join(", ")
+        )
     };
     (!text.contains(['\n', '\r'])).then_some(text)
 }

@@ -16,17 +16,26 @@ fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
     }
 }
 
+/// Session settings of every export connection: no statement timeout, and a lock timeout so
+/// that a table locked by a concurrent `DROP`/`ALTER` fails the backup instead of hanging it
+/// (size functions and the deparsers take `ACCESS SHARE` locks too).
+pub(crate) async fn session_setup(client: &Client, lock_timeout: Duration) -> Result<(), PgError> {
+    let ms = lock_timeout.as_millis().max(1);
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {ms}; SET statement_timeout = 0; \
+             SET idle_in_transaction_session_timeout = 0"
+        ))
+        .await
+        .map_err(query_err("setting up the export session"))
+}
+
 /// Opens the leader's `REPEATABLE READ READ ONLY` transaction and returns its exported
 /// snapshot id. `row_security = off` makes a role that RLS would filter fail loudly instead of
 /// dumping a partial table.
 pub(crate) async fn begin_leader(client: &Client) -> Result<String, PgError> {
     client
-        .batch_execute(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-             SET LOCAL row_security = off; \
-             SET LOCAL statement_timeout = 0; \
-             SET LOCAL idle_in_transaction_session_timeout = 0",
-        )
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL row_security = off")
         .await
         .map_err(query_err("opening the snapshot transaction"))?;
     let row = client
@@ -38,42 +47,37 @@ pub(crate) async fn begin_leader(client: &Client) -> Result<String, PgError> {
 
 /// Takes `ACCESS SHARE` locks on every dumped table, one statement per table so a failure
 /// names it. A concurrent `DROP`/`ALTER` then waits for the backup, or the backup fails here.
-pub(crate) async fn lock_tables(
-    client: &Client,
-    tables: &[TableInfo],
-    lock_timeout: Duration,
-) -> Result<(), PgError> {
-    let ms = lock_timeout.as_millis().max(1);
-    client
-        .batch_execute(&format!("SET LOCAL lock_timeout = {ms}"))
-        .await
-        .map_err(query_err("setting lock_timeout"))?;
+pub(crate) async fn lock_tables(client: &Client, tables: &[TableInfo]) -> Result<(), PgError> {
     for t in tables {
         client
-            .batch_execute(&format!("LOCK TABLE ONLY {} IN ACCESS SHARE MODE", t.qualified_name))
+            .batch_execute(&format!(
+                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+                t.qualified_name
+            ))
             .await
             .map_err(|source| PgError::Lock {
                 table: t.qualified_name.clone(),
                 source,
             })?;
     }
-    // The copies themselves must not give up waiting on anything the leader holds.
-    client
-        .batch_execute("SET LOCAL lock_timeout = 0")
-        .await
-        .map_err(query_err("resetting lock_timeout"))
+    Ok(())
 }
 
 /// Connects a worker and makes it see the leader's snapshot.
-pub(crate) async fn worker(config: &PgConnectionConfig, snapshot: &str) -> Result<Client, PgError> {
+/// A worker's `COPY` waits for its table's lock at most `lock_timeout`: a `DROP` queued
+/// behind the leader's lock would otherwise block it forever (as in pg_dump's workers).
+pub(crate) async fn worker(
+    config: &PgConnectionConfig,
+    snapshot: &str,
+    lock_timeout: Duration,
+) -> Result<Client, PgError> {
     let client = config.connect().await?;
+    session_setup(&client, lock_timeout).await?;
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
              SET TRANSACTION SNAPSHOT {}; \
-             SET LOCAL row_security = off; \
-             SET LOCAL statement_timeout = 0; \
-             SET LOCAL idle_in_transaction_session_timeout = 0",
+             SET LOCAL row_security = off",
             sql_literal(snapshot)
         ))
         .await
@@ -82,7 +86,10 @@ pub(crate) async fn worker(config: &PgConnectionConfig, snapshot: &str) -> Resul
 }
 
 /// `pg_relation_size` (main fork) of each table, in the snapshot, and the block size.
-pub(crate) async fn relation_sizes(client: &Client, tables: &[TableInfo]) -> Result<(Vec<i64>, i64), PgError> {
+pub(crate) async fn relation_sizes(
+    client: &Client,
+    tables: &[TableInfo],
+) -> Result<(Vec<i64>, i64), PgError> {
     let names: Vec<&str> = tables.iter().map(|t| t.qualified_name.as_str()).collect();
     let rows = client
         .query(
@@ -114,7 +121,10 @@ pub(crate) async fn sequence_values(
     for s in sequences {
         let context = format!("reading sequence {}", s.qualified_name);
         let row = client
-            .query_one(&format!("SELECT last_value, is_called FROM {}", s.qualified_name), &[])
+            .query_one(
+                &format!("SELECT last_value, is_called FROM {}", s.qualified_name),
+                &[],
+            )
             .await
             .map_err(query_err(&context))?;
         let last: i64 = row.try_get(0).map_err(query_err(&context))?;
@@ -122,4 +132,50 @@ pub(crate) async fn sequence_values(
         out.push((last, called));
     }
     Ok(out)
+}
+
+/// Whether an error is a lock timeout (SQLSTATE 55P03).
+pub(crate) fn is_lock_timeout(e: &PgError) -> bool {
+    let source = match e {
+        PgError::Query { source, .. } | PgError::Copy { source, .. } | PgError::Lock { source, .. } => source,
+        _ => return false,
+    };
+    source.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// Turns a lock timeout into an error naming the tables other sessions hold (or wait for)
+/// in `ACCESS EXCLUSIVE` mode, asked on a fresh connection (the failed transaction cannot).
+pub(crate) async fn name_lock_conflict(config: &PgConnectionConfig, e: PgError) -> PgError {
+    if !is_lock_timeout(&e) {
+        return e;
+    }
+    let Ok(client) = config.connect().await else {
+        return e;
+    };
+    let rows = client
+        .query(
+            "SELECT DISTINCT l.relation::regclass::text FROM pg_catalog.pg_locks l \
+             JOIN pg_catalog.pg_database d ON d.oid = l.database \
+             WHERE d.datname = current_database() AND l.locktype = 'relation' \
+               AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid() ORDER BY 1",
+            &[],
+        )
+        .await;
+    let tables: Vec<String> = match rows {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .collect(),
+        Err(_) => return e,
+    };
+    match (tables.is_empty(), e) {
+        (
+            false,
+            PgError::Query { source, .. } | PgError::Copy { source, .. } | PgError::Lock { source, .. },
+        ) => PgError::Lock {
+            table: tables.join(", "),
+            source,
+        },
+        (_, e) => e,
+    }
 }

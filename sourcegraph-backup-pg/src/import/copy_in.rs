@@ -19,13 +19,21 @@ fn copy_from(t: &TableRecord) -> String {
     if t.columns.is_empty() {
         format!("COPY {} FROM STDIN WITH (FREEZE)", t.qualified_name)
     } else {
-        format!("COPY {} ({}) FROM STDIN WITH (FREEZE)", t.qualified_name, t.columns.join(", "))
+        format!(
+            "COPY {} ({}) FROM STDIN WITH (FREEZE)",
+            t.qualified_name,
+            t.columns.join(", ")
+        )
     }
 }
 
 /// Loads all parts of `t` sequentially in one transaction that truncates it first, so
 /// `FREEZE` applies to every row (no vacuum storm on the target afterwards).
-pub(crate) async fn load_table(client: &Client, ctx: &ImportContext, t: &TableRecord) -> Result<Loaded, PgError> {
+pub(crate) async fn load_table(
+    client: &Client,
+    ctx: &ImportContext,
+    t: &TableRecord,
+) -> Result<Loaded, PgError> {
     let restore_err = |what: &str| {
         let what = format!("{what} of table {}", t.qualified_name);
         move |source| PgError::Restore { what, source }
@@ -44,12 +52,15 @@ pub(crate) async fn load_table(client: &Client, ctx: &ImportContext, t: &TableRe
     for name in &t.artifacts {
         let artifact_err = |source| PgError::Artifact {
             artifact: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let reader = ctx.open(name).map_err(artifact_err)?;
         loaded.stored_bytes += reader.record().size;
         let mut chunks = reader.into_chunks();
-        let sink = client.copy_in::<_, bytes::Bytes>(statement.as_str()).await.map_err(copy_err)?;
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(statement.as_str())
+            .await
+            .map_err(copy_err)?;
         let mut sink = std::pin::pin!(sink);
         while let Some(chunk) = chunks.recv().await {
             // A checksum mismatch arrives as the last item: the transaction is then rolled
@@ -62,6 +73,9 @@ pub(crate) async fn load_table(client: &Client, ctx: &ImportContext, t: &TableRe
         ctx.progress().rows(ctx.store(), &t.qualified_name, rows);
         loaded.rows += rows;
     }
-    client.batch_execute("COMMIT").await.map_err(restore_err("commit"))?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(restore_err("commit"))?;
     Ok(loaded)
 }

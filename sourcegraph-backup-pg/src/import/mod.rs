@@ -63,10 +63,13 @@ pub(crate) async fn read_backup(ctx: &ImportContext) -> Result<(PgStoreDetails, 
     };
     let details: PgStoreDetails = serde_json::from_value(ctx.store_manifest().details.clone())
         .map_err(|e| malformed(format!("the manifest's store details: {e}")))?;
-    let json = ctx.read_small(SCHEMA_JSON).await.map_err(|source| PgError::Artifact {
-        artifact: SCHEMA_JSON.into(),
-        source,
-    })?;
+    let json = ctx
+        .read_small(SCHEMA_JSON)
+        .await
+        .map_err(|source| PgError::Artifact {
+            artifact: SCHEMA_JSON.into(),
+            source: Box::new(source),
+        })?;
     let dump: SchemaDump =
         serde_json::from_slice(&json).map_err(|e| malformed(format!("{SCHEMA_JSON}: {e}")))?;
     Ok((details, dump))
@@ -93,18 +96,24 @@ pub(crate) async fn import(
             what: "the pre-data schema".into(),
             source,
         })?;
-    let seq = ctx.read_small(SEQUENCES_SQL).await.map_err(|source| PgError::Artifact {
-        artifact: SEQUENCES_SQL.into(),
-        source,
-    })?;
+    let seq = ctx
+        .read_small(SEQUENCES_SQL)
+        .await
+        .map_err(|source| PgError::Artifact {
+            artifact: SEQUENCES_SQL.into(),
+            source: Box::new(source),
+        })?;
     let seq = String::from_utf8(seq.to_vec()).map_err(|_| PgError::MalformedBackup {
         store: ctx.store().into(),
         reason: format!("{SEQUENCES_SQL} is not UTF-8"),
     })?;
-    client.batch_execute(&seq).await.map_err(|source| PgError::Restore {
-        what: "sequence values".into(),
-        source,
-    })?;
+    client
+        .batch_execute(&seq)
+        .await
+        .map_err(|source| PgError::Restore {
+            what: "sequence values".into(),
+            source,
+        })?;
     drop(client);
 
     let steps = dump.post_data_steps();
@@ -117,7 +126,11 @@ pub(crate) async fn import(
     };
     let outcome = run(config, opts, &ctx, tables.clone(), steps, jobs).await?;
 
-    let version = details.probe.product_version.as_ref().and_then(|v| v.version.clone());
+    let version = details
+        .probe
+        .product_version
+        .as_ref()
+        .and_then(|v| v.version.clone());
     let migration = details.probe.latest_migration();
     let mut warnings = Vec::new();
     match (&version, migration) {
@@ -136,7 +149,10 @@ pub(crate) async fn import(
         warnings.push("the source had failed or unfinished migrations; see the backup's warnings".into());
     }
     for e in &details.excluded {
-        warnings.push(format!("the backup holds no data for table {}: {}", e.qualified_name, e.reason));
+        warnings.push(format!(
+            "the backup holds no data for table {}: {}",
+            e.qualified_name, e.reason
+        ));
     }
     let rows: u64 = outcome.rows;
     let report_details = serde_json::json!({
@@ -198,10 +214,13 @@ async fn run(
         let (config, ctx, shared, setup) = (config.clone(), ctx.clone(), shared.clone(), setup.clone());
         set.spawn(async move {
             let client = config.connect().await?;
-            client.batch_execute(&setup).await.map_err(|source| PgError::Restore {
-                what: "session setup".into(),
-                source,
-            })?;
+            client
+                .batch_execute(&setup)
+                .await
+                .map_err(|source| PgError::Restore {
+                    what: "session setup".into(),
+                    source,
+                })?;
             worker(&client, &ctx, &shared).await
         });
     }
@@ -269,7 +288,10 @@ async fn run_task(client: &Client, ctx: &ImportContext, shared: &Shared, task: &
             loop {
                 match client.batch_execute(&sql).await {
                     Ok(()) => return Ok(()),
-                    Err(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) && attempt < DEADLOCK_RETRIES => {
+                    Err(e)
+                        if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                            && attempt < DEADLOCK_RETRIES =>
+                    {
                         attempt += 1;
                         tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                     }

@@ -71,7 +71,7 @@ impl Schedule {
     /// Plans loads (largest first), steps and analyzes.
     pub(crate) fn new(tables: &[TableRecord], steps: Vec<PostDataStep>, analyze: bool) -> Self {
         let mut order: Vec<usize> = (0..tables.len()).collect();
-        order.sort_by(|a, b| tables[*b].bytes.cmp(&tables[*a].bytes));
+        order.sort_by_key(|i| std::cmp::Reverse(tables[*i].bytes));
         let steps_left = steps.len();
         Schedule {
             loads_left: order.len(),

@@ -63,7 +63,11 @@ pub(crate) async fn prepare(
     if let Err(problems) = dump.check_target(target.server_version_num, &available) {
         return Err(PgError::IncompatibleTarget {
             database: target.database,
-            problems: problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            problems: problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
 
