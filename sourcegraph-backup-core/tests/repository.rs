@@ -347,3 +347,22 @@ fn peak_rss_kib() -> i64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_started_in_the_same_second_list_in_start_order() {
+    let repo = BackupRepository::in_memory();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let backup = repo.start_backup(BackupOption::ConfigOnly);
+        backup
+            .commit(vec![section("config")], None, Default::default(), vec![])
+            .await
+            .unwrap();
+        ids.push(backup.id().to_string());
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let listed: Vec<String> = repo.list().await.unwrap().into_iter().map(|s| s.id).collect();
+    ids.reverse();
+    assert_eq!(listed, ids, "newest first");
+    assert_eq!(repo.open_latest().await.unwrap().id(), ids[0]);
+}

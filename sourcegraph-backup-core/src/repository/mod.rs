@@ -140,9 +140,10 @@ impl BackupRepository {
     /// [`BackupWriter::commit`].
     pub fn start_backup(&self, option: BackupOption) -> BackupWriter {
         let created_at = Utc::now();
+        // Milliseconds keep ids in time order for backups started in the same second.
         let id = format!(
             "{}-{:04x}",
-            created_at.format("%Y%m%dT%H%M%SZ"),
+            created_at.format("%Y%m%dT%H%M%S%.3fZ"),
             rand::random::<u16>()
         );
         BackupWriter::new(self.clone(), id, created_at, option)
@@ -176,6 +177,8 @@ impl BackupRepository {
                 Err(e) => return Err(e),
             });
         }
+        // Newest first by start time; the id breaks ties.
+        out.sort_by(|a, b| sort_key(b).cmp(&sort_key(a)));
         Ok(out)
     }
 
@@ -303,6 +306,13 @@ impl BackupRepository {
     pub async fn verify(&self, id: &str) -> Result<VerifyReport, CoreError> {
         let reader = self.open_backup(id).await?;
         Ok(verify::verify(&reader).await)
+    }
+}
+
+fn sort_key(s: &BackupState) -> (Option<DateTime<Utc>>, &str) {
+    match s {
+        BackupState::Complete(c) => (Some(c.created_at), c.id.as_str()),
+        BackupState::Incomplete { id } | BackupState::Unreadable { id, .. } => (None, id.as_str()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! Steps that may touch other tables (foreign keys, triggers, rules, policies, views'
 //! refreshes) wait until every table is loaded; each step also waits for its `depends_on`.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::export::details::TableRecord;
 use crate::schema::{ObjectKind, PostDataStep};
@@ -36,6 +36,13 @@ fn table_local(kind: ObjectKind) -> bool {
     )
 }
 
+/// Largest tables first, like the loads.
+fn order_for_analyze(tables: &[TableRecord]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(tables[*i].bytes));
+    order
+}
+
 /// The scheduler's state; guarded by a mutex in the importer.
 #[derive(Debug)]
 pub(crate) struct Schedule {
@@ -47,11 +54,17 @@ pub(crate) struct Schedule {
     waiting: Vec<usize>,
     finished_steps: HashSet<String>,
     steps_left: usize,
-    analyze: VecDeque<usize>,
+    /// Tables whose `ANALYZE` has not started.
+    analyze: Vec<usize>,
     analyze_enabled: bool,
+    /// Table identities with a table-local step still waiting or running: their
+    /// `ANALYZE` waits so expression indexes get statistics too.
+    pending_local: HashMap<String, usize>,
     running: usize,
     /// Table identities that have data records.
     data_tables: HashSet<String>,
+    /// The identity of each table record, by index.
+    analyze_ids: Vec<String>,
     /// Set when a task failed: nothing new starts.
     pub failed: bool,
 }
@@ -73,6 +86,12 @@ impl Schedule {
         let mut order: Vec<usize> = (0..tables.len()).collect();
         order.sort_by_key(|i| std::cmp::Reverse(tables[*i].bytes));
         let steps_left = steps.len();
+        let mut pending_local = HashMap::new();
+        for s in &steps {
+            if let Some(t) = s.table.as_ref().filter(|_| table_local(s.kind)) {
+                *pending_local.entry(t.clone()).or_insert(0) += 1;
+            }
+        }
         Schedule {
             loads_left: order.len(),
             loads: order.into(),
@@ -81,10 +100,12 @@ impl Schedule {
             steps,
             finished_steps: HashSet::new(),
             steps_left,
-            analyze: (0..tables.len()).collect(),
+            analyze: order_for_analyze(tables),
             analyze_enabled: analyze,
+            pending_local,
             running: 0,
             data_tables: tables.iter().map(|t| t.identity.clone()).collect(),
+            analyze_ids: tables.iter().map(|t| t.identity.clone()).collect(),
             failed: false,
         }
     }
@@ -104,7 +125,8 @@ impl Schedule {
     }
 
     /// Picks the next task: a ready post-data step first (index builds are the long pole),
-    /// then a load, then analyzes once every step is done.
+    /// then a load, then the `ANALYZE` of a table whose data and own indexes are in, so
+    /// analyzes fill idle connections instead of forming a serial tail.
     pub(crate) fn next(&mut self) -> Next {
         if self.failed {
             return if self.running == 0 { Next::Done } else { Next::Wait };
@@ -118,8 +140,9 @@ impl Schedule {
             self.running += 1;
             return Next::Run(Task::Load(i));
         }
-        if self.steps_left == 0 && self.loads_left == 0 && self.analyze_enabled {
-            if let Some(i) = self.analyze.pop_front() {
+        if self.analyze_enabled {
+            if let Some(pos) = self.analyze.iter().position(|i| self.analyzable(i)) {
+                let i = self.analyze.remove(pos);
                 self.running += 1;
                 return Next::Run(Task::Analyze(i));
             }
@@ -137,6 +160,11 @@ impl Schedule {
         Next::Wait
     }
 
+    fn analyzable(&self, i: &usize) -> bool {
+        let id = &self.analyze_ids[*i];
+        self.loaded.contains(id) && self.pending_local.get(id).is_none_or(|n| *n == 0)
+    }
+
     /// Records a finished task.
     pub(crate) fn finish(&mut self, task: &Task, tables: &[TableRecord]) {
         self.running = self.running.saturating_sub(1);
@@ -147,6 +175,15 @@ impl Schedule {
             }
             Task::Step(i) => {
                 self.steps_left -= 1;
+                if let Some(t) = self.steps[*i]
+                    .table
+                    .as_ref()
+                    .filter(|_| table_local(self.steps[*i].kind))
+                {
+                    if let Some(n) = self.pending_local.get_mut(t) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
                 self.finished_steps.insert(self.steps[*i].identity.clone());
             }
             Task::Analyze(_) => {}
