@@ -53,6 +53,45 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+fn string_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// Appends one JSON line in the benchmark suite's format (see `benches/suite.rs`).
+fn write_json(
+    path: &str,
+    size_mib: u64,
+    db_bytes: u64,
+    backup: &[Row],
+    restore: &[Row],
+) -> Result<(), Error> {
+    use std::io::Write;
+    let row = |kind: &str, r: &Row| {
+        serde_json::json!({
+            "kind": kind,
+            "name": r.name,
+            "ours": r.name.starts_with("sourcegraph-backup"),
+            "seconds": r.secs,
+            "mb_per_s": db_bytes as f64 / 1e6 / r.secs,
+            "output_bytes": if r.bytes > 0 { Some(r.bytes) } else { None },
+            "peak_rss_kib": r.rss.map(|b| b / 1024),
+        })
+    };
+    let results: Vec<_> = backup
+        .iter()
+        .map(|r| row("backup", r))
+        .chain(restore.iter().map(|r| row("restore", r)))
+        .collect();
+    let json = serde_json::json!({ "size_mib": size_mib, "database_bytes": db_bytes, "results": results });
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(f, "{json}")?;
+    Ok(())
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -158,9 +197,10 @@ async fn ours_restore(dir: &Path, url: &str, jobs: usize) -> Result<Row, Error> 
     reset_peak_rss();
     let start = Instant::now();
     let reader = repo.open_latest().await?;
-    store
+    let report = store
         .import_pg(ImportContext::new("pgsql", reader, ProgressSink::disabled())?)
         .await?;
+    eprintln!("restore timings: {}", report.details["timings"]);
     Ok(Row {
         name: "sourcegraph-backup restore".into(),
         secs: start.elapsed().as_secs_f64(),
@@ -275,7 +315,11 @@ async fn main() -> Result<(), Error> {
         &["-j", &j, "--no-owner", "-d", &cluster.url("restore_pg"), &s(&fd)],
         None,
     )?;
-    print("Restore", &[restored, pg], size, reference);
+    let restore_rows = [restored, pg];
+    print("Restore", &restore_rows, size, reference);
+    if let Some(path) = string_arg("--json") {
+        write_json(&path, size_mib, size, &all, &restore_rows)?;
+    }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }

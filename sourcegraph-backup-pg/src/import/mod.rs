@@ -81,6 +81,7 @@ pub(crate) async fn import(
     opts: &PgImportOptions,
     ctx: ImportContext,
 ) -> Result<ImportReport, PgError> {
+    let started = std::time::Instant::now();
     let (details, dump) = read_backup(&ctx).await?;
     let client = config.connect().await?;
     let target = target::prepare(&client, &dump, &details, opts.clean_first, opts.force).await?;
@@ -116,6 +117,7 @@ pub(crate) async fn import(
         })?;
     drop(client);
 
+    let pre_data_secs = started.elapsed().as_secs_f64();
     let steps = dump.post_data_steps();
     let step_count = steps.len();
     let tables = Arc::new(details.tables.clone());
@@ -165,6 +167,14 @@ pub(crate) async fn import(
         "rows": rows,
         "post_data_steps": step_count,
         "excluded_tables": details.excluded,
+        "timings": {
+            "wall_seconds": started.elapsed().as_secs_f64(),
+            "pre_data_seconds": pre_data_secs,
+            "jobs": jobs,
+            "load_connection_seconds": outcome.load_secs,
+            "post_data_connection_seconds": outcome.post_data_secs,
+            "analyze_connection_seconds": outcome.analyze_secs,
+        },
     });
     Ok(ImportReport {
         details: report_details,
@@ -177,6 +187,10 @@ pub(crate) async fn import(
 struct Outcome {
     rows: u64,
     stored_bytes: u64,
+    /// Connection-seconds spent per kind of task: where a restore's time goes.
+    load_secs: f64,
+    post_data_secs: f64,
+    analyze_secs: f64,
 }
 
 struct Shared {
@@ -245,17 +259,31 @@ async fn run(
 
 async fn worker(client: &Client, ctx: &ImportContext, shared: &Shared) -> Result<(), PgError> {
     loop {
+        // Registered before the schedule is read, so a task finishing in between still
+        // wakes this worker.
+        let notified = shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let next = lock(&shared.schedule).next();
         let task = match next {
             Next::Done => return Ok(()),
             Next::Wait => {
-                // Woken when any task finishes; the timeout guards against a missed wake-up.
-                let _ = tokio::time::timeout(Duration::from_millis(100), shared.notify.notified()).await;
+                notified.await;
                 continue;
             }
             Next::Run(task) => task,
         };
+        let started = std::time::Instant::now();
         let result = run_task(client, ctx, shared, &task).await;
+        {
+            let mut outcome = lock(&shared.outcome);
+            let secs = started.elapsed().as_secs_f64();
+            match task {
+                Task::Load(_) => outcome.load_secs += secs,
+                Task::Step(_) => outcome.post_data_secs += secs,
+                Task::Analyze(_) => outcome.analyze_secs += secs,
+            }
+        }
         {
             let mut schedule = lock(&shared.schedule);
             match &result {
