@@ -150,21 +150,8 @@ impl BackupPipeline {
                 let progress = progress.clone();
                 async move {
                     let store = exporter.id().to_string();
-                    let t0 = Instant::now();
-                    progress.send(ProgressEvent::StoreStarted {
-                        store: store.clone(),
-                        total_bytes: None,
-                    });
-                    let result = exporter.export(ctx).await;
-                    progress.send(ProgressEvent::StoreFinished {
-                        store: store.clone(),
-                        error: result.as_ref().err().map(|e| e.to_string()),
-                    });
-                    let report = result.map_err(|source| CoreError::Store {
-                        store: store.clone(),
-                        phase: "export",
-                        source,
-                    })?;
+                    let (report, elapsed) =
+                        run_store(&progress, &store, "export", exporter.export(ctx)).await?;
                     let section = StoreSection {
                         id: store.clone(),
                         kind: exporter.kind(),
@@ -177,7 +164,7 @@ impl BackupPipeline {
                         kind: exporter.kind(),
                         stored_bytes: 0,
                         raw_bytes: 0,
-                        elapsed: t0.elapsed(),
+                        elapsed,
                         warnings: report.warnings,
                     };
                     Ok::<_, CoreError>((section, outcome, report.source))
@@ -312,22 +299,9 @@ impl RestorePipeline {
                     let progress = progress.clone();
                     async move {
                         let store = imp.id().to_string();
-                        let t0 = Instant::now();
-                        progress.send(ProgressEvent::StoreStarted {
-                            store: store.clone(),
-                            total_bytes: None,
-                        });
-                        let result = imp.import(ctx).await;
-                        progress.send(ProgressEvent::StoreFinished {
-                            store: store.clone(),
-                            error: result.as_ref().err().map(|e| e.to_string()),
-                        });
-                        let report = result.map_err(|source| CoreError::Store {
-                            store: store.clone(),
-                            phase: "import",
-                            source,
-                        })?;
-                        Ok::<_, CoreError>((store, report, t0.elapsed()))
+                        let (report, elapsed) =
+                            run_store(&progress, &store, "import", imp.import(ctx)).await?;
+                        Ok::<_, CoreError>((store, report, elapsed))
                     }
                 })
                 .buffer_unordered(concurrency)
@@ -343,4 +317,30 @@ impl RestorePipeline {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// Runs one store's export or import between its started and finished
+/// progress events, naming the store in the error.
+async fn run_store<T>(
+    progress: &ProgressSink,
+    store: &str,
+    phase: &'static str,
+    work: impl std::future::Future<Output = Result<T, crate::error::BoxError>>,
+) -> Result<(T, Duration), CoreError> {
+    let started = Instant::now();
+    progress.send(ProgressEvent::StoreStarted {
+        store: store.into(),
+        total_bytes: None,
+    });
+    let result = work.await;
+    progress.send(ProgressEvent::StoreFinished {
+        store: store.into(),
+        error: result.as_ref().err().map(|e| e.to_string()),
+    });
+    let value = result.map_err(|source| CoreError::Store {
+        store: store.into(),
+        phase,
+        source,
+    })?;
+    Ok((value, started.elapsed()))
 }
