@@ -3,7 +3,7 @@
 //!
 //! Every row of the project's data-store table (`shared/mission/data-stores.md`)
 //! is carried here as typed data, together with the persistent volumes of the
-//! standard Kubernetes and Docker Compose deployments. The [`crate::plan`]
+//! standard Kubernetes and Docker Compose deployments. The [`mod@crate::plan`]
 //! module turns these facts into a backup plan.
 
 use serde::{Deserialize, Serialize};

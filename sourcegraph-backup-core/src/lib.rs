@@ -5,7 +5,7 @@
 //! - the traits other programs embed: [`DataStore`], [`Exporter`], [`Importer`];
 //! - the [`BackupRepository`]: backups as prefixes of an `object_store`, with
 //!   streamed, checksummed artifacts and a [`BackupManifest`] written last;
-//! - the [`catalog`] of what Sourcegraph keeps and the [`plan`]ner that decides
+//! - the [`catalog`] of what Sourcegraph keeps and the [`mod@plan`]ner that decides
 //!   what a backup includes;
 //! - [`ProgressEvent`]s for progress bars; and the [`pipeline`] that runs a plan.
 //!
