@@ -48,6 +48,24 @@ impl TableDataExclusion {
         }
     }
 
+    /// The rules that leave out a catalog class's table data, by catalog row id
+    /// (`usage-statistics`: Sourcegraph's event log tables). The reason quotes the
+    /// catalog. `None` for a row this crate has no table list for.
+    pub fn for_catalog_row(catalog_id: &str) -> Option<Vec<TableDataExclusion>> {
+        let entry = sourcegraph_backup_core::catalog::catalog_entry(catalog_id)?;
+        let patterns: &[&str] = match catalog_id {
+            "usage-statistics" => &["event_logs", "event_logs_*", "security_event_logs"],
+            _ => return None,
+        };
+        let reason = format!("catalog class {:?} ({}): {}", entry.id, entry.item, entry.note);
+        Some(
+            patterns
+                .iter()
+                .map(|p| TableDataExclusion::new(*p, reason.clone()))
+                .collect(),
+        )
+    }
+
     /// Whether the rule matches a table.
     pub fn matches(&self, schema: &str, name: &str) -> bool {
         if self.pattern.contains('.') {
