@@ -170,6 +170,7 @@ fn print_table(results: &[(&str, Value)]) {
             let rss = row["peak_rss_kib"]
                 .as_f64()
                 .map_or("-".to_string(), |k| format!("{:.0}", k / 1024.0));
+            let name = name.replace('|', "\\|");
             println!(
                 "| {group} | {kind} | {name} | {secs:.2} | {:.0} | {ratio} | {} | {rss} |",
                 row["mb_per_s"].as_f64().unwrap_or(f64::NAN),
