@@ -33,6 +33,7 @@ apt_missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || apt_missing+=(postgresql-15 postgresql-contrib)
 command -v zstd >/dev/null 2>&1 || apt_missing+=(zstd)
 command -v git >/dev/null 2>&1 || apt_missing+=(git)
+command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     log "apt-get install ${apt_missing[*]}"
     $SUDO apt-get update -q

@@ -315,7 +315,22 @@ async fn main() -> Result<(), Error> {
         &["-j", &j, "--no-owner", "-d", &cluster.url("restore_pg"), &s(&fd)],
         None,
     )?;
-    let restore_rows = [restored, pg];
+    // Our restore ends with ANALYZE; pg_restore leaves the statistics to the user. The
+    // like-for-like peer is pg_restore followed by vacuumdb --analyze-only.
+    let analyze = tool(
+        &tools,
+        "vacuumdb",
+        &format!("  + vacuumdb -j{jobs} --analyze-only"),
+        &["-j", &j, "--analyze-only", "-q", "-d", &cluster.url("restore_pg")],
+        None,
+    )?;
+    let with_analyze = Row {
+        name: format!("pg_restore -j{jobs} + vacuumdb --analyze-only"),
+        secs: pg.secs + analyze.secs,
+        bytes: 0,
+        rss: None,
+    };
+    let restore_rows = [restored, pg, with_analyze];
     print("Restore", &restore_rows, size, reference);
     if let Some(path) = string_arg("--json") {
         write_json(&path, size_mib, size, &all, &restore_rows)?;
