@@ -7,31 +7,19 @@
 
 mod support;
 
-use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use sourcegraph_backup_core::pipeline::{BackupPipeline, RestorePipeline};
+use object_store::{ObjectStoreExt, PutPayload};
 use sourcegraph_backup_core::repository::PART_SIZE;
-use sourcegraph_backup_core::{
-    ArtifactOptions, BackupOption, BackupRepository, SourceInfo, StoreKind, StoreSection,
-};
+use sourcegraph_backup_core::{ArtifactOptions, BackupOption, BackupRepository, SourceInfo};
 use sourcegraph_backup_testkit::azurite::AzuriteServer;
-use support::{noise_sha256, plan_with_big_store, Noise, MIB};
+use support::{
+    assert_all_restored, assert_nothing_under, backup_pipeline, bytes_artifact, noise_artifact, noise_sha256,
+    plan_with_big_store, problem_paths, read_sha256, restore_pipeline, section, MIB,
+};
 
 async fn container(name: &str) {
     let az = AzuriteServer::shared().unwrap_or_else(|e| panic!("{e}"));
     az.create_container(name).await.unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn section(id: &str) -> StoreSection {
-    StoreSection {
-        id: id.into(),
-        kind: StoreKind::Volume,
-        catalog: vec![],
-        details: serde_json::json!({}),
-        warnings: vec![],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,25 +27,23 @@ async fn blocks_round_trip_verify_and_name_a_changed_artifact() {
     container("roundtrip").await;
     let repo = BackupRepository::open("az://roundtrip/backups").unwrap();
     let w = repo.start_backup(BackupOption::AllData);
-    let mut big = w
-        .artifact(
-            "vol",
-            "big.bin",
-            ArtifactOptions::zstd("application/octet-stream"),
-        )
-        .await
-        .unwrap();
-    let mut noise = Noise::new(11);
-    for _ in 0..12 {
-        big.write(noise.chunk(MIB)).await.unwrap();
-    }
-    let big = big.finish().await.unwrap();
-    let mut small = w
-        .artifact("vol", "small.txt", ArtifactOptions::plain("text/plain"))
-        .await
-        .unwrap();
-    small.write(Bytes::from_static(b"abcdef")).await.unwrap();
-    small.finish().await.unwrap();
+    let big = noise_artifact(
+        &w,
+        "vol",
+        "big.bin",
+        ArtifactOptions::zstd("application/octet-stream"),
+        11,
+        12,
+    )
+    .await;
+    bytes_artifact(
+        &w,
+        "vol",
+        "small.txt",
+        ArtifactOptions::plain("text/plain"),
+        b"abcdef",
+    )
+    .await;
     // An abandoned backup next to it: listed as incomplete, never as complete.
     let abandoned = repo.start_backup(BackupOption::AllData);
     abandoned
@@ -77,19 +63,9 @@ async fn blocks_round_trip_verify_and_name_a_changed_artifact() {
     assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [w.id()]);
     assert_eq!(repo.list_incomplete().await.unwrap(), [abandoned.id()]);
     let reader = repo.open_latest().await.unwrap();
-    let mut rx = reader.open_artifact(&big).into_chunks();
-    let mut hasher = sha2::Sha256::default();
-    let mut len = 0usize;
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.unwrap();
-        len += chunk.len();
-        sha2::Digest::update(&mut hasher, &chunk);
-    }
+    let (len, sha256) = read_sha256(&reader, &big).await;
     assert_eq!(len, 12 * MIB);
-    assert_eq!(
-        hex::encode(sha2::Digest::finalize(hasher)),
-        noise_sha256(11, 12 * MIB)
-    );
+    assert_eq!(sha256, noise_sha256(11, 12 * MIB));
 
     let report = repo.verify(w.id()).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -102,21 +78,10 @@ async fn blocks_round_trip_verify_and_name_a_changed_artifact() {
         .await
         .unwrap();
     let report = repo.verify(w.id()).await.unwrap();
-    let named: Vec<(&str, bool)> = report
-        .problems
-        .iter()
-        .map(|p| (p.path.as_str(), p.missing))
-        .collect();
-    assert_eq!(named, [("vol/small.txt", false)]);
+    assert_eq!(problem_paths(&report), [("vol/small.txt", false)]);
 
     assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned.id()]);
-    let left: Vec<_> = repo
-        .object_store()
-        .list(Some(&Path::from(format!("backups/{}", abandoned.id()))))
-        .try_collect()
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "{left:?}");
+    assert_nothing_under(&repo, &format!("backups/{}", abandoned.id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,26 +89,14 @@ async fn pipeline_backs_up_and_restores_over_azure() {
     container("pipeline").await;
     let repo = BackupRepository::open("az://pipeline/sg").unwrap();
     let (plan, stores) = plan_with_big_store(16 * MIB);
-    let mut pipeline = BackupPipeline::new(repo, plan).concurrency(2);
-    for s in &stores {
-        pipeline = pipeline.exporter(s.clone());
-    }
-    let outcome = pipeline.run().await.unwrap();
+    let outcome = backup_pipeline(repo, plan, &stores, 2).run().await.unwrap();
     let id = outcome.manifest.backup_id;
 
     let repo = BackupRepository::open("az://pipeline/sg").unwrap();
     assert!(repo.verify(&id).await.unwrap().is_ok());
-    let mut restore = RestorePipeline::new(repo.open_latest().await.unwrap());
-    for s in &stores {
-        restore = restore.importer(s.clone());
-    }
-    restore.run().await.unwrap();
-    for s in &stores {
-        assert_eq!(
-            s.restored_sha256(),
-            Some(noise_sha256(s.seed, s.bytes)),
-            "{}",
-            s.id
-        );
-    }
+    restore_pipeline(repo.open_latest().await.unwrap(), &stores)
+        .run()
+        .await
+        .unwrap();
+    assert_all_restored(&stores);
 }

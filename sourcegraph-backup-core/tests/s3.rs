@@ -9,27 +9,18 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use sourcegraph_backup_core::pipeline::{BackupPipeline, RestorePipeline};
+use object_store::{ObjectStoreExt, PutPayload};
 use sourcegraph_backup_core::repository::{BackupState, PART_SIZE};
 use sourcegraph_backup_core::{
     ArtifactOptions, BackupOption, BackupRepository, CoreError, SourceInfo, StoreKind, StoreSection,
 };
 use sourcegraph_backup_testkit::s3::{env_for, CuttingProxy, S3Server};
-use support::{bucket, error_chain, noise_sha256, plan_with_big_store, Noise, NoiseStore, MIB};
-
-fn section(id: &str) -> StoreSection {
-    StoreSection {
-        id: id.into(),
-        kind: StoreKind::Volume,
-        catalog: vec![],
-        details: serde_json::json!({}),
-        warnings: vec![],
-    }
-}
+use support::{
+    assert_all_restored, assert_nothing_under, backup_pipeline, bucket, bytes_artifact, error_chain,
+    noise_artifact, noise_sha256, plan_with_big_store, problem_paths, read_sha256, restore_pipeline, section,
+    write_noise, NoiseStore, MIB,
+};
 
 /// A repository whose store goes to `endpoint` (configured explicitly, not from the process
 /// environment) and gives up quickly when the server is gone instead of retrying for minutes.
@@ -62,38 +53,32 @@ async fn artifacts_above_the_part_size_round_trip_byte_exact() {
     let w = repo.start_backup(BackupOption::AllData);
 
     // 13 MiB of noise, zstd: three parts. 6 MiB stored plain: two parts. And a tiny one.
-    let mut big = w
-        .artifact(
-            "blob",
-            "data/big.bin",
-            ArtifactOptions::zstd("application/octet-stream"),
-        )
-        .await
-        .unwrap();
-    let mut noise = Noise::new(7);
-    for _ in 0..13 {
-        big.write(noise.chunk(MIB)).await.unwrap();
-    }
-    let big = big.finish().await.unwrap();
-    let mut plain = w
-        .artifact(
-            "blob",
-            "plain.bin",
-            ArtifactOptions::plain("application/octet-stream"),
-        )
-        .await
-        .unwrap();
-    let mut noise = Noise::new(8);
-    for _ in 0..6 {
-        plain.write(noise.chunk(MIB)).await.unwrap();
-    }
-    let plain = plain.finish().await.unwrap();
-    let mut tiny = w
-        .artifact("blob", "tiny.txt", ArtifactOptions::zstd("text/plain"))
-        .await
-        .unwrap();
-    tiny.write(Bytes::from_static(b"hello s3")).await.unwrap();
-    tiny.finish().await.unwrap();
+    let big = noise_artifact(
+        &w,
+        "blob",
+        "data/big.bin",
+        ArtifactOptions::zstd("application/octet-stream"),
+        7,
+        13,
+    )
+    .await;
+    let plain = noise_artifact(
+        &w,
+        "blob",
+        "plain.bin",
+        ArtifactOptions::plain("application/octet-stream"),
+        8,
+        6,
+    )
+    .await;
+    bytes_artifact(
+        &w,
+        "blob",
+        "tiny.txt",
+        ArtifactOptions::zstd("text/plain"),
+        b"hello s3",
+    )
+    .await;
     w.commit(vec![section("blob")], None, SourceInfo::default(), vec![])
         .await
         .unwrap();
@@ -118,21 +103,9 @@ async fn artifacts_above_the_part_size_round_trip_byte_exact() {
     let records = &reader.manifest().stores[0].artifacts;
     assert_eq!(records.len(), 3);
     for (record, seed, mib) in [(&big, 7, 13), (&plain, 8, 6)] {
-        let mut rx = reader.open_artifact(record).into_chunks();
-        let mut hasher = sha2::Sha256::default();
-        let mut len = 0usize;
-        while let Some(chunk) = rx.recv().await {
-            let chunk = chunk.unwrap();
-            len += chunk.len();
-            sha2::Digest::update(&mut hasher, &chunk);
-        }
+        let (len, sha256) = read_sha256(&reader, record).await;
         assert_eq!(len, mib * MIB, "{}", record.path);
-        assert_eq!(
-            hex::encode(sha2::Digest::finalize(hasher)),
-            noise_sha256(seed, mib * MIB),
-            "{}",
-            record.path
-        );
+        assert_eq!(sha256, noise_sha256(seed, mib * MIB), "{}", record.path);
     }
     let tiny = reader.manifest().stores[0].artifact("tiny.txt").unwrap().clone();
     assert_eq!(
@@ -146,25 +119,23 @@ async fn verify_over_s3_names_the_changed_and_the_missing_artifact() {
     bucket("verify").await;
     let repo = BackupRepository::open("s3://verify/b").unwrap();
     let w = repo.start_backup(BackupOption::AllData);
-    let mut big = w
-        .artifact(
-            "vol",
-            "big.bin",
-            ArtifactOptions::zstd("application/octet-stream"),
-        )
-        .await
-        .unwrap();
-    let mut noise = Noise::new(1);
-    for _ in 0..7 {
-        big.write(noise.chunk(MIB)).await.unwrap();
-    }
-    big.finish().await.unwrap();
-    let mut small = w
-        .artifact("vol", "small.txt", ArtifactOptions::plain("text/plain"))
-        .await
-        .unwrap();
-    small.write(Bytes::from_static(b"0123456789")).await.unwrap();
-    small.finish().await.unwrap();
+    noise_artifact(
+        &w,
+        "vol",
+        "big.bin",
+        ArtifactOptions::zstd("application/octet-stream"),
+        1,
+        7,
+    )
+    .await;
+    bytes_artifact(
+        &w,
+        "vol",
+        "small.txt",
+        ArtifactOptions::plain("text/plain"),
+        b"0123456789",
+    )
+    .await;
     let manifest = w
         .commit(vec![section("vol")], None, SourceInfo::default(), vec![])
         .await
@@ -193,12 +164,10 @@ async fn verify_over_s3_names_the_changed_and_the_missing_artifact() {
         .await
         .unwrap();
     let report = repo.verify(w.id()).await.unwrap();
-    let named: Vec<(&str, bool)> = report
-        .problems
-        .iter()
-        .map(|p| (p.path.as_str(), p.missing))
-        .collect();
-    assert_eq!(named, [("vol/big.bin", true), ("vol/small.txt", false)]);
+    assert_eq!(
+        problem_paths(&report),
+        [("vol/big.bin", true), ("vol/small.txt", false)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,20 +195,19 @@ async fn list_shows_complete_backups_only_and_incomplete_ones_can_be_cleaned() {
 
     // Never committed: one artifact finished, one abandoned mid-multipart.
     let abandoned = repo.start_backup(BackupOption::AllData);
-    let mut a = abandoned
-        .artifact("vol", "a.txt", ArtifactOptions::plain("text/plain"))
-        .await
-        .unwrap();
-    a.write(Bytes::from_static(b"partial")).await.unwrap();
-    a.finish().await.unwrap();
+    bytes_artifact(
+        &abandoned,
+        "vol",
+        "a.txt",
+        ArtifactOptions::plain("text/plain"),
+        b"partial",
+    )
+    .await;
     let mut b = abandoned
         .artifact("vol", "b.bin", ArtifactOptions::plain("application/octet-stream"))
         .await
         .unwrap();
-    let mut noise = Noise::new(3);
-    for _ in 0..6 {
-        b.write(noise.chunk(MIB)).await.unwrap();
-    }
+    write_noise(&mut b, 3, 6).await;
     drop(b);
     assert!(matches!(
         abandoned
@@ -264,13 +232,7 @@ async fn list_shows_complete_backups_only_and_incomplete_ones_can_be_cleaned() {
     ));
 
     assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned.id()]);
-    let left: Vec<_> = repo
-        .object_store()
-        .list(Some(&Path::from(format!("nested/prefix/{}", abandoned.id()))))
-        .try_collect()
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "{left:?}");
+    assert_nothing_under(&repo, &format!("nested/prefix/{}", abandoned.id())).await;
     assert!(repo.list_incomplete().await.unwrap().is_empty());
     assert!(repo.verify(done.id()).await.unwrap().is_ok());
 }
@@ -280,11 +242,10 @@ async fn pipeline_backs_up_and_restores_over_s3() {
     bucket("pipeline").await;
     let repo = BackupRepository::open("s3://pipeline/sg").unwrap();
     let (plan, stores) = plan_with_big_store(20 * MIB);
-    let mut pipeline = BackupPipeline::new(repo.clone(), plan).concurrency(2);
-    for s in &stores {
-        pipeline = pipeline.exporter(s.clone());
-    }
-    let outcome = pipeline.run().await.unwrap();
+    let outcome = backup_pipeline(repo.clone(), plan, &stores, 2)
+        .run()
+        .await
+        .unwrap();
     assert_eq!(outcome.manifest.stores.len(), stores.len());
     let big = outcome.stores.iter().find(|s| s.store == stores[0].id).unwrap();
     assert_eq!(big.raw_bytes, 20 * MIB as u64 + NoiseStore::META.len() as u64);
@@ -297,20 +258,12 @@ async fn pipeline_backs_up_and_restores_over_s3() {
     let id = outcome.manifest.backup_id.clone();
     assert_eq!(repo.list().await.unwrap()[0].id, id);
     assert!(repo.verify(&id).await.unwrap().is_ok());
-    let mut restore = RestorePipeline::new(repo.open_backup(&id).await.unwrap());
-    for s in &stores {
-        restore = restore.importer(s.clone());
-    }
-    let restored = restore.run().await.unwrap();
+    let restored = restore_pipeline(repo.open_backup(&id).await.unwrap(), &stores)
+        .run()
+        .await
+        .unwrap();
     assert_eq!(restored.stores.len(), stores.len());
-    for s in &stores {
-        assert_eq!(
-            s.restored_sha256(),
-            Some(noise_sha256(s.seed, s.bytes)),
-            "{}",
-            s.id
-        );
-    }
+    assert_all_restored(&stores);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,11 +274,11 @@ async fn server_dying_mid_upload_fails_the_backup_and_leaves_an_incomplete_prefi
     let through_proxy = repo_at(&proxy.endpoint(), "cut", "sg");
     let (plan, stores) = plan_with_big_store(24 * MIB);
     // One store at a time and the big one last, so the cut hits it and nothing else.
-    let mut pipeline = BackupPipeline::new(through_proxy, plan).concurrency(1);
-    for s in stores.iter().skip(1).chain(stores.iter().take(1)) {
-        pipeline = pipeline.exporter(s.clone());
-    }
-    let err = pipeline.run().await.unwrap_err();
+    let order = stores.iter().skip(1).chain(stores.iter().take(1));
+    let err = backup_pipeline(through_proxy, plan, order, 1)
+        .run()
+        .await
+        .unwrap_err();
     assert!(proxy.is_cut());
     let big = &stores[0].id;
     assert!(
@@ -345,13 +298,7 @@ async fn server_dying_mid_upload_fails_the_backup_and_leaves_an_incomplete_prefi
         Err(CoreError::NoBackups { .. })
     ));
     assert_eq!(repo.clean_incomplete().await.unwrap(), incomplete);
-    let left: Vec<_> = repo
-        .object_store()
-        .list(Some(&Path::from("sg")))
-        .try_collect()
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "{left:?}");
+    assert_nothing_under(&repo, "sg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,10 +315,7 @@ async fn killed_server_fails_the_artifact_by_name_and_nothing_commits() {
         )
         .await
         .unwrap();
-    let mut noise = Noise::new(5);
-    for _ in 0..6 {
-        a.write(noise.chunk(MIB)).await.unwrap();
-    }
+    let mut noise = write_noise(&mut a, 5, 6).await;
     s3.kill();
     let mut result = Ok(());
     for _ in 0..64 {

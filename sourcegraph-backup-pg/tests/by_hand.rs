@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{backup, export_options, load};
-use sourcegraph_backup_core::{BackupRepository, ProgressSink};
+use common::{assert_identical, backup_quiet, export_options, load, local_repo, two_clusters};
+use sourcegraph_backup_core::BackupRepository;
 use sourcegraph_backup_pg::PgExportOptions;
-use sourcegraph_backup_testkit::{oracle, PgClientTools, PgCluster};
+use sourcegraph_backup_testkit::{PgClientTools, PgCluster};
 
 /// Runs `restore.sh` of store `store` of the newest backup under `dir` into `target`.
 async fn run_restore_sh(dir: &std::path::Path, store: &str, cluster: &PgCluster, db: &str) {
@@ -48,48 +48,34 @@ async fn run_restore_sh(dir: &std::path::Path, store: &str, cluster: &PgCluster,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_sh_restores_the_frontend_fixture() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     let mut fixtures = vec!["frontend.sql"];
     if src.major() >= 15 {
         fixtures.push("frontend-pg15.sql");
     }
     load(&src, "sg", &fixtures).await;
     dst.create_database("sg").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (dir, repo) = local_repo();
     let options = PgExportOptions {
         split_threshold_bytes: 16 * 1024,
         ..export_options()
     };
-    backup(&repo, "pgsql", &src, "sg", options, ProgressSink::disabled())
-        .await
-        .unwrap();
+    backup_quiet(&repo, "pgsql", &src, "sg", options).await;
     run_restore_sh(dir.path(), "pgsql", &dst, "sg").await;
-    oracle::compare(&src, "sg", &dst, "sg")
-        .await
-        .unwrap()
-        .assert_identical();
+    assert_identical(&src, "sg", &dst, "sg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_sh_restores_the_adversarial_fixture() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     load(&src, "adv", &["adversarial.sql"]).await;
     dst.create_database("adv").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (dir, repo) = local_repo();
     let options = PgExportOptions {
         allow_generic: true,
         ..export_options()
     };
-    backup(&repo, "pgsql", &src, "adv", options, ProgressSink::disabled())
-        .await
-        .unwrap();
+    backup_quiet(&repo, "pgsql", &src, "adv", options).await;
     run_restore_sh(dir.path(), "pgsql", &dst, "adv").await;
-    oracle::compare(&src, "adv", &dst, "adv")
-        .await
-        .unwrap()
-        .assert_identical();
+    assert_identical(&src, "adv", &dst, "adv").await;
 }

@@ -12,8 +12,8 @@
 
 mod common;
 
-use common::{backup, export_options, import_options, load, restore};
-use sourcegraph_backup_core::{BackupRepository, ProgressSink};
+use common::{assert_identical, backup_quiet, export_options, import_options, load, local_repo, restore};
+use sourcegraph_backup_core::BackupRepository;
 use sourcegraph_backup_pg::{PgError, PgExportOptions};
 use sourcegraph_backup_testkit::{oracle, ClusterOptions, PgBinaries, PgClientTools, PgCluster};
 
@@ -82,18 +82,8 @@ async fn restore_and_compare(
 async fn pg12_source_restores_into_pg15_and_pg16_like_pg_restore() {
     let (src, to15, to16) = tokio::join!(cluster(12), cluster(15), cluster(16));
     load(&src, "sg", &["frontend.sql", "adversarial.sql"]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
-    backup(
-        &repo,
-        "pgsql",
-        &src,
-        "sg",
-        split_export_options(),
-        ProgressSink::disabled(),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo) = local_repo();
+    backup_quiet(&repo, "pgsql", &src, "sg", split_export_options()).await;
 
     // Both targets, then one verdict, so a failure shows every difference of both.
     let (d15, d16) = tokio::join!(
@@ -118,24 +108,13 @@ async fn pg16_source_restores_into_pg16() {
     )
     .await;
     dst.create_database("sg").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
-    let manifest = backup(
-        &repo,
-        "pgsql",
-        &src,
-        "sg",
-        split_export_options(),
-        ProgressSink::disabled(),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo) = local_repo();
+    let manifest = backup_quiet(&repo, "pgsql", &src, "sg", split_export_options()).await;
     assert!(manifest.store("pgsql").is_some());
     restore(&repo, "pgsql", &dst, "sg", import_options())
         .await
         .unwrap();
-    let report = oracle::compare(&src, "sg", &dst, "sg").await.unwrap();
-    report.assert_identical();
+    let report = assert_identical(&src, "sg", &dst, "sg").await;
     assert!(
         report.tables_compared >= 35 && report.sequences_compared >= 10,
         "{report:?}"
@@ -175,18 +154,8 @@ async fn pg16_schema_with_15_features_into_pg12_is_refused_before_writing() {
     load(&src, "sg", &["frontend.sql", "frontend-pg15.sql"]).await;
     dst.create_database("sg").await.unwrap();
     dst.create_database("pristine").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
-    backup(
-        &repo,
-        "pgsql",
-        &src,
-        "sg",
-        export_options(),
-        ProgressSink::disabled(),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo) = local_repo();
+    backup_quiet(&repo, "pgsql", &src, "sg", export_options()).await;
 
     let err = restore(&repo, "pgsql", &dst, "sg", import_options())
         .await

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{backup, export_options, import_options, load, restore};
-use sourcegraph_backup_core::{BackupRepository, ProgressEvent, ProgressSink};
+use common::{
+    assert_identical, backup, backup_quiet, export_options, import_options, load, local_repo, restore,
+    two_clusters,
+};
+use sourcegraph_backup_core::{ProgressEvent, ProgressSink};
 use sourcegraph_backup_pg::{PgError, PgExportOptions, PgImportOptions};
-use sourcegraph_backup_testkit::{oracle, PgCluster};
+use sourcegraph_backup_testkit::PgCluster;
 
 fn generic() -> PgExportOptions {
     PgExportOptions {
@@ -49,8 +52,7 @@ async fn backend_terminated_mid_copy_fails_naming_the_table_and_commits_nothing(
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let (progress, mut events) = ProgressSink::channel();
     let options = PgExportOptions { jobs: 1, ..generic() };
     let export = {
@@ -91,21 +93,10 @@ async fn backend_terminated_mid_copy_fails_naming_the_table_and_commits_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn non_empty_target_is_refused_unchanged_and_clean_first_checks_the_version() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     load(&src, "sg", &["frontend.sql"]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
-    backup(
-        &repo,
-        "pgsql",
-        &src,
-        "sg",
-        export_options(),
-        ProgressSink::disabled(),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo) = local_repo();
+    backup_quiet(&repo, "pgsql", &src, "sg", export_options()).await;
 
     dst.create_database("sg").await.unwrap();
     dst.batch_execute(
@@ -139,16 +130,12 @@ async fn non_empty_target_is_refused_unchanged_and_clean_first_checks_the_versio
 
     let forced = PgImportOptions { force: true, ..clean };
     restore(&repo, "pgsql", &dst, "sg", forced).await.unwrap();
-    oracle::compare(&src, "sg", &dst, "sg")
-        .await
-        .unwrap()
-        .assert_identical();
+    assert_identical(&src, "sg", &dst, "sg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn extension_missing_on_the_target_is_refused_before_any_write() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     // A real extension that exists while the backup is taken and is gone for the restore:
     // its control file is installed into the server's share directory, then removed.
     let client = src.connect("postgres").await.unwrap();
@@ -178,8 +165,7 @@ async fn extension_missing_on_the_target_is_refused_before_any_write() {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let result = backup(&repo, "pgsql", &src, "sg", generic(), ProgressSink::disabled()).await;
     std::fs::remove_file(&control).unwrap();
     std::fs::remove_file(&script).unwrap();
@@ -209,8 +195,7 @@ async fn table_dropped_concurrently_fails_the_backup_clearly() {
         .batch_execute("BEGIN; DROP TABLE saved_searches")
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let options = PgExportOptions {
         lock_timeout: Duration::from_millis(500),
         ..export_options()
@@ -228,8 +213,7 @@ async fn table_dropped_concurrently_fails_the_backup_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_during_the_backup_restore_to_one_consistent_instant() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     src.create_database("bank").await.unwrap();
     src.batch_execute(
         "bank",
@@ -273,16 +257,13 @@ async fn writes_during_the_backup_restore_to_one_consistent_instant() {
     while done.load(Ordering::Relaxed) < 50 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let options = PgExportOptions {
         split_threshold_bytes: 256 * 1024,
         ..generic()
     };
     let before = done.load(Ordering::Relaxed);
-    let manifest = backup(&repo, "bank", &src, "bank", options, ProgressSink::disabled())
-        .await
-        .unwrap();
+    let manifest = backup_quiet(&repo, "bank", &src, "bank", options).await;
     let during = done.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();

@@ -5,16 +5,17 @@
 
 mod common;
 
-use common::{backup, export_options, import_options, load, restore};
-use sourcegraph_backup_core::{BackupRepository, ProgressEvent, ProgressSink};
+use common::{
+    assert_identical, backup, backup_quiet, export_options, import_options, load, local_repo, restore,
+    two_clusters,
+};
+use sourcegraph_backup_core::{ProgressEvent, ProgressSink};
 use sourcegraph_backup_pg::export::details::PgStoreDetails;
 use sourcegraph_backup_pg::{PgExportOptions, TableDataExclusion};
-use sourcegraph_backup_testkit::{oracle, PgCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frontend_fixture_round_trips_with_split_tables() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     let mut fixtures = vec!["frontend.sql"];
     if src.major() >= 15 {
         fixtures.push("frontend-pg15.sql");
@@ -22,8 +23,7 @@ async fn frontend_fixture_round_trips_with_split_tables() {
     load(&src, "sg", &fixtures).await;
     dst.create_database("sg").await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let (progress, mut events) = ProgressSink::channel();
     // A tiny split threshold makes every non-trivial table split into ctid ranges.
     let options = PgExportOptions {
@@ -73,8 +73,7 @@ async fn frontend_fixture_round_trips_with_split_tables() {
         "{:?}",
         report.warnings
     );
-    let oracle = oracle::compare(&src, "sg", &dst, "sg").await.unwrap();
-    oracle.assert_identical();
+    let oracle = assert_identical(&src, "sg", &dst, "sg").await;
     assert!(
         oracle.tables_compared >= 20 && oracle.sequences_compared > 5,
         "{oracle:?}"
@@ -83,12 +82,10 @@ async fn frontend_fixture_round_trips_with_split_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adversarial_fixture_round_trips() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     load(&src, "adv", &["adversarial.sql"]).await;
     dst.create_database("adv").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
 
     // Not a Sourcegraph database: refused unless opted in.
     let refused = backup(
@@ -111,34 +108,25 @@ async fn adversarial_fixture_round_trips() {
         split_threshold_bytes: 64 * 1024,
         ..export_options()
     };
-    backup(&repo, "pgsql", &src, "adv", options, ProgressSink::disabled())
-        .await
-        .unwrap();
+    backup_quiet(&repo, "pgsql", &src, "adv", options).await;
     restore(&repo, "pgsql", &dst, "adv", import_options())
         .await
         .unwrap();
-    oracle::compare(&src, "adv", &dst, "adv")
-        .await
-        .unwrap()
-        .assert_identical();
+    assert_identical(&src, "adv", &dst, "adv").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn excluded_table_data_keeps_the_schema_and_names_the_reason() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let (src, dst) = two_clusters().await;
     load(&src, "sg", &["frontend.sql"]).await;
     dst.create_database("sg").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (_dir, repo) = local_repo();
     let options = PgExportOptions {
         // The catalog class "usage statistics and event logs", as a plan would exclude it.
         exclude_table_data: TableDataExclusion::for_catalog_row("usage-statistics").unwrap(),
         ..export_options()
     };
-    let manifest = backup(&repo, "pgsql", &src, "sg", options, ProgressSink::disabled())
-        .await
-        .unwrap();
+    let manifest = backup_quiet(&repo, "pgsql", &src, "sg", options).await;
     let details: PgStoreDetails =
         serde_json::from_value(manifest.store("pgsql").unwrap().details.clone()).unwrap();
     assert!(details
@@ -172,22 +160,17 @@ async fn excluded_table_data_keeps_the_schema_and_names_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn codeintel_and_codeinsights_fixtures_round_trip() {
-    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
-    let (src, dst) = (src.unwrap(), dst.unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let repo = BackupRepository::local(dir.path()).unwrap();
+    let (src, dst) = two_clusters().await;
+    let (_dir, repo) = local_repo();
     for (store, db, fixture) in [
         ("codeintel-db", "codeintel", "codeintel.sql"),
         ("codeinsights-db", "codeinsights", "codeinsights.sql"),
     ] {
         load(&src, db, &[fixture]).await;
         dst.create_database(db).await.unwrap();
-        backup(&repo, store, &src, db, export_options(), ProgressSink::disabled())
-            .await
-            .unwrap();
+        backup_quiet(&repo, store, &src, db, export_options()).await;
         restore(&repo, store, &dst, db, import_options()).await.unwrap();
-        let report = oracle::compare(&src, db, &dst, db).await.unwrap();
-        report.assert_identical();
+        let report = assert_identical(&src, db, &dst, db).await;
         assert!(report.tables_compared > 3, "{db}: {report:?}");
     }
 }

@@ -6,10 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
 use sha2::{Digest, Sha256};
+use sourcegraph_backup_core::pipeline::{BackupPipeline, RestorePipeline};
 use sourcegraph_backup_core::{
-    plan, ArtifactOptions, BackupOption, BoxError, DataStore, Deployment, ExportContext, ExportReport,
-    Exporter, ImportContext, ImportReport, Importer, Plan, PlanRequest, StoreKind,
+    plan, ArtifactOptions, ArtifactRecord, ArtifactWriter, BackupOption, BackupReader, BackupRepository,
+    BackupWriter, BoxError, DataStore, Deployment, ExportContext, ExportReport, Exporter, ImportContext,
+    ImportReport, Importer, Plan, PlanRequest, StoreKind, StoreSection, VerifyReport,
 };
 use sourcegraph_backup_testkit::s3::S3Server;
 
@@ -21,6 +25,17 @@ pub async fn bucket(name: &str) -> &'static S3Server {
     let s3 = S3Server::shared().unwrap_or_else(|e| panic!("{e}"));
     s3.create_bucket(name).await.unwrap_or_else(|e| panic!("{e}"));
     s3
+}
+
+/// An empty volume store section named `id`, for committing hand-written backups.
+pub fn section(id: &str) -> StoreSection {
+    StoreSection {
+        id: id.into(),
+        kind: StoreKind::Volume,
+        catalog: vec![],
+        details: serde_json::json!({}),
+        warnings: vec![],
+    }
 }
 
 /// Deterministic, incompressible bytes (splitmix64), produced chunk by chunk.
@@ -58,6 +73,111 @@ pub fn noise_sha256(seed: u64, len: usize) -> String {
         left -= n;
     }
     hex::encode(hasher.finalize())
+}
+
+/// Writes `mib` MiB of `Noise::new(seed)` to `w` in 1 MiB chunks; returns the generator so a
+/// test can keep writing where it stopped.
+pub async fn write_noise(w: &mut ArtifactWriter, seed: u64, mib: usize) -> Noise {
+    let mut noise = Noise::new(seed);
+    for _ in 0..mib {
+        w.write(noise.chunk(MIB)).await.unwrap();
+    }
+    noise
+}
+
+/// Artifact `name` of `store` in backup `w`, holding `mib` MiB of `Noise::new(seed)`, finished.
+pub async fn noise_artifact(
+    w: &BackupWriter,
+    store: &str,
+    name: &str,
+    options: ArtifactOptions,
+    seed: u64,
+    mib: usize,
+) -> ArtifactRecord {
+    let mut a = w.artifact(store, name, options).await.unwrap();
+    write_noise(&mut a, seed, mib).await;
+    a.finish().await.unwrap()
+}
+
+/// Artifact `name` of `store` in backup `w` holding just `content`, finished.
+pub async fn bytes_artifact(
+    w: &BackupWriter,
+    store: &str,
+    name: &str,
+    options: ArtifactOptions,
+    content: &'static [u8],
+) -> ArtifactRecord {
+    let mut a = w.artifact(store, name, options).await.unwrap();
+    a.write(Bytes::from_static(content)).await.unwrap();
+    a.finish().await.unwrap()
+}
+
+/// The `(path, missing)` of every problem `report` names, in its order.
+pub fn problem_paths(report: &VerifyReport) -> Vec<(&str, bool)> {
+    report
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.missing))
+        .collect()
+}
+
+/// Length and hex SHA-256 of the decompressed content of `record`, streamed from `reader`.
+pub async fn read_sha256(reader: &BackupReader, record: &ArtifactRecord) -> (usize, String) {
+    let mut rx = reader.open_artifact(record).into_chunks();
+    let mut hasher = Sha256::new();
+    let mut len = 0usize;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk.unwrap();
+        len += chunk.len();
+        hasher.update(&chunk);
+    }
+    (len, hex::encode(hasher.finalize()))
+}
+
+/// Asserts that no object is left below `prefix` in the repository's store.
+pub async fn assert_nothing_under(repo: &BackupRepository, prefix: &str) {
+    let left: Vec<_> = repo
+        .object_store()
+        .list(Some(&Path::from(prefix)))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A backup pipeline into `repo` for `plan`, with `stores` as exporters in that order.
+pub fn backup_pipeline<'a>(
+    repo: BackupRepository,
+    plan: Plan,
+    stores: impl IntoIterator<Item = &'a Arc<NoiseStore>>,
+    concurrency: usize,
+) -> BackupPipeline {
+    let mut pipeline = BackupPipeline::new(repo, plan).concurrency(concurrency);
+    for s in stores {
+        pipeline = pipeline.exporter(s.clone());
+    }
+    pipeline
+}
+
+/// A restore pipeline from `backup` with every store of `stores` as importer.
+pub fn restore_pipeline(backup: BackupReader, stores: &[Arc<NoiseStore>]) -> RestorePipeline {
+    let mut restore = RestorePipeline::new(backup);
+    for s in stores {
+        restore = restore.importer(s.clone());
+    }
+    restore
+}
+
+/// Asserts that every store read back exactly the noise it exported.
+pub fn assert_all_restored(stores: &[Arc<NoiseStore>]) {
+    for s in stores {
+        assert_eq!(
+            s.restored_sha256(),
+            Some(noise_sha256(s.seed, s.bytes)),
+            "{}",
+            s.id
+        );
+    }
 }
 
 /// The error and all its sources, one line.

@@ -21,9 +21,19 @@ pub(crate) fn add_implied_edges(objects: &mut [SchemaObject]) {
         .iter()
         .map(|o| (o.identity.clone(), o.depends_on.clone()))
         .collect();
+    // An attach depends on the parent index and the partition's own index; the parent is
+    // the one on another table (`depends_on` is sorted, so its position says nothing).
+    let table_of: HashMap<String, Option<String>> = objects
+        .iter()
+        .map(|o| (o.identity.clone(), o.table.clone()))
+        .collect();
     let mut attaches: HashMap<String, Vec<String>> = HashMap::new();
     for o in objects.iter().filter(|o| o.kind == ObjectKind::IndexAttach) {
-        if let Some(parent) = o.depends_on.first() {
+        for parent in o
+            .depends_on
+            .iter()
+            .filter(|d| table_of.get(*d).is_some_and(|t| *t != o.table))
+        {
             attaches
                 .entry(parent.clone())
                 .or_default()
@@ -126,6 +136,7 @@ fn sort_section(objects: Vec<SchemaObject>) -> Vec<SchemaObject> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::schema::catalog::object;
 
@@ -137,6 +148,45 @@ mod tests {
 
     fn ids(objects: &[SchemaObject]) -> Vec<String> {
         objects.iter().map(|o| o.identity.clone()).collect()
+    }
+
+    #[test]
+    fn fk_to_partitioned_key_waits_for_every_attach_whatever_the_names() {
+        // The partition's identity sorts before the parent's ('"' < '.'), which once made
+        // the attach look like it belonged to the partition's index.
+        let on = |mut o: SchemaObject, table: &str| {
+            o.table = Some(table.into());
+            o
+        };
+        let parent_key = on(obj(ObjectKind::UniqueConstraint, "m.key", &[]), "table m");
+        let child_key = on(
+            obj(ObjectKind::UniqueConstraint, "\"M 2025\".key", &[]),
+            "table \"M 2025\"",
+        );
+        let mut attach = on(obj(ObjectKind::IndexAttach, "attach", &[]), "table \"M 2025\"");
+        attach.depends_on = vec![child_key.identity.clone(), parent_key.identity.clone()];
+        attach.depends_on.sort();
+        assert_eq!(
+            attach.depends_on[0], child_key.identity,
+            "the trap: child sorts first"
+        );
+        let fk = on(
+            obj(ObjectKind::ForeignKey, "notes.fk", &[&parent_key.identity]),
+            "table notes",
+        );
+        let mut objects = vec![parent_key, child_key, attach, fk];
+        add_implied_edges(&mut objects);
+        let fk = objects.iter().find(|o| o.kind == ObjectKind::ForeignKey).unwrap();
+        assert!(
+            fk.depends_on.contains(&"IndexAttach attach".to_string()),
+            "{:?}",
+            fk.depends_on
+        );
+        let attach = objects
+            .iter()
+            .find(|o| o.kind == ObjectKind::IndexAttach)
+            .unwrap();
+        assert_eq!(attach.depends_on.len(), 2, "an attach gains no edges of its own");
     }
 
     #[test]

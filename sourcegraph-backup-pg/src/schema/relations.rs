@@ -3,7 +3,7 @@
 use super::catalog::{
     acl_json, get, not_ext, object, parse_acl, with_options, Ctx, PG_CLASS, PG_REWRITE, PG_TYPE,
 };
-use super::tables::column_rows;
+use super::tables::{column_rows, relation_comments};
 use super::ObjectKind;
 use crate::error::PgError;
 
@@ -63,15 +63,13 @@ pub(crate) async fn views(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
                 sql += &format!("ALTER VIEW {qname} ALTER COLUMN {} SET DEFAULT {d};\n", c.qname);
             }
         }
-        sql += &ctx.comment(PG_CLASS, oid, 0, &format!("{word} {qname}"));
-        for c in &view_cols {
-            sql += &ctx.comment(
-                PG_CLASS,
-                oid,
-                i32::from(c.attnum),
-                &format!("COLUMN {qname}.{}", c.qname),
-            );
-        }
+        sql += &relation_comments(
+            ctx,
+            oid,
+            &format!("{word} {qname}"),
+            &qname,
+            view_cols.iter().copied(),
+        );
         o.sql = sql;
         o.owner = Some(get(r, 8, CTX)?);
         o.acl = parse_acl(r, "acl", CTX)?;

@@ -31,6 +31,27 @@ pub(crate) struct Column {
     pub compression: Option<String>,
 }
 
+/// `COMMENT ON` statements for relation `oid` (`target` names it, e.g. `TABLE "s"."t"`) and for
+/// its columns `cols`, which belong to the relation named `qname`.
+pub(crate) fn relation_comments<'a>(
+    ctx: &Ctx<'_>,
+    oid: u32,
+    target: &str,
+    qname: &str,
+    cols: impl IntoIterator<Item = &'a Column>,
+) -> String {
+    let mut sql = ctx.comment(PG_CLASS, oid, 0, target);
+    for c in cols {
+        sql += &ctx.comment(
+            PG_CLASS,
+            oid,
+            i32::from(c.attnum),
+            &format!("COLUMN {qname}.{}", c.qname),
+        );
+    }
+    sql
+}
+
 /// Columns (not dropped) of the given relations, ordered by relation and attnum.
 pub(crate) async fn column_rows(ctx: &Ctx<'_>, relids: &[u32]) -> Result<Vec<Column>, PgError> {
     const CTX: &str = "reading columns";
@@ -379,15 +400,7 @@ pub(crate) async fn tables_and_sequences(
                 o.min_server_version = o.min_server_version.max(140000);
             }
         }
-        sql += &ctx.comment(PG_CLASS, oid, 0, &format!("TABLE {qname}"));
-        for c in &cols {
-            sql += &ctx.comment(
-                PG_CLASS,
-                oid,
-                i32::from(c.attnum),
-                &format!("COLUMN {qname}.{}", c.qname),
-            );
-        }
+        sql += &relation_comments(ctx, oid, &format!("TABLE {qname}"), &qname, cols.iter().copied());
         o.sql = sql;
         o.owner = Some(get(r, 11, CTX)?);
         o.acl = parse_acl(r, "acl", CTX)?;

@@ -8,7 +8,30 @@ use sourcegraph_backup_core::{
     ProgressSink, StoreSection,
 };
 use sourcegraph_backup_pg::{PgConnectionConfig, PgError, PgExportOptions, PgImportOptions, PgStore};
+use sourcegraph_backup_testkit::oracle::{self, OracleReport};
 use sourcegraph_backup_testkit::PgCluster;
+use tempfile::TempDir;
+
+/// Two throwaway clusters, source and destination, started concurrently.
+pub async fn two_clusters() -> (PgCluster, PgCluster) {
+    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
+    (src.unwrap(), dst.unwrap())
+}
+
+/// A backup repository in a fresh temporary directory (kept while the `TempDir` lives).
+pub fn local_repo() -> (TempDir, BackupRepository) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = BackupRepository::local(dir.path()).unwrap();
+    (dir, repo)
+}
+
+/// Compares `src_db` of `src` with `dst_db` of `dst` with the oracle, asserts they are
+/// identical and returns the report for further checks.
+pub async fn assert_identical(src: &PgCluster, src_db: &str, dst: &PgCluster, dst_db: &str) -> OracleReport {
+    let report = oracle::compare(src, src_db, dst, dst_db).await.unwrap();
+    report.assert_identical();
+    report
+}
 
 /// Path of a testkit fixture.
 pub fn fixture(name: &str) -> PathBuf {
@@ -56,6 +79,19 @@ pub async fn backup(
         .commit(vec![section], None, report.source, vec![])
         .await
         .unwrap())
+}
+
+/// `backup` without progress events, which must succeed.
+pub async fn backup_quiet(
+    repo: &BackupRepository,
+    id: &str,
+    cluster: &PgCluster,
+    db: &str,
+    options: PgExportOptions,
+) -> BackupManifest {
+    backup(repo, id, cluster, db, options, ProgressSink::disabled())
+        .await
+        .unwrap()
 }
 
 /// Restores store `id` of the newest backup in `repo` into `db` of `cluster`.
