@@ -27,18 +27,32 @@ pub(crate) fn add_implied_edges(objects: &mut [SchemaObject]) {
         .iter()
         .map(|o| (o.identity.clone(), o.table.clone()))
         .collect();
-    let mut attaches: HashMap<String, Vec<String>> = HashMap::new();
+    let mut direct: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
     for o in objects.iter().filter(|o| o.kind == ObjectKind::IndexAttach) {
-        for parent in o
-            .depends_on
-            .iter()
-            .filter(|d| table_of.get(*d).is_some_and(|t| *t != o.table))
-        {
-            attaches
+        let on_other_table = |d: &&String| table_of.get(*d).is_some_and(|t| *t != o.table);
+        let child = o.depends_on.iter().find(|d| !on_other_table(d)).cloned();
+        for parent in o.depends_on.iter().filter(on_other_table) {
+            direct
                 .entry(parent.clone())
                 .or_default()
-                .push(o.identity.clone());
+                .push((o.identity.clone(), child.clone()));
         }
+    }
+    // A partitioned index becomes valid only when every index below it, at every level of
+    // sub-partitioning, is attached: what needs it waits for all of those attaches.
+    let mut attaches: HashMap<String, Vec<String>> = HashMap::new();
+    for parent in direct.keys() {
+        let mut all = Vec::new();
+        let mut stack = vec![parent.clone()];
+        while let Some(index) = stack.pop() {
+            for (attach, child) in direct.get(&index).into_iter().flatten() {
+                if !all.contains(attach) {
+                    all.push(attach.clone());
+                    stack.extend(child.clone());
+                }
+            }
+        }
+        attaches.insert(parent.clone(), all);
     }
     for o in objects.iter_mut() {
         let mut extra = Vec::new();
