@@ -201,28 +201,8 @@ fn normalize_dump(dump: &str) -> String {
 /// the aggregate. A partitioned table's rows are those of all its partitions.
 pub async fn table_fingerprints(cluster: &PgCluster, db: &str) -> Result<TableFingerprints> {
     let client = cluster.connect(db).await?;
-    let sql_error = |what: String| {
-        let database = db.to_string();
-        move |source| HarnessError::Postgres {
-            what,
-            database,
-            source,
-        }
-    };
-    let tables = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' \
-               AND n.nspname NOT LIKE 'pg\\_%' \
-             ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(sql_error("listing tables".into()))?;
     let mut out = BTreeMap::new();
-    for row in tables {
-        let name: String = row.get(0);
+    for name in user_relations(&client, db, "('r', 'p')", "listing tables").await? {
         let query = format!(
             "SELECT count(*)::int8, \
                     md5(coalesce(string_agg(md5(t::text), E'\\n' ORDER BY t::text COLLATE \"C\"), '')) \
@@ -231,7 +211,7 @@ pub async fn table_fingerprints(cluster: &PgCluster, db: &str) -> Result<TableFi
         let fingerprint = client
             .query_one(&query, &[])
             .await
-            .map_err(sql_error(format!("hashing table {name}")))?;
+            .map_err(sql_error(db, format!("hashing table {name}")))?;
         out.insert(name, (fingerprint.get(0), fingerprint.get(1)));
     }
     Ok(out)
@@ -240,35 +220,48 @@ pub async fn table_fingerprints(cluster: &PgCluster, db: &str) -> Result<TableFi
 /// `last_value` and `is_called` of every sequence outside the system schemas.
 pub async fn sequence_states(cluster: &PgCluster, db: &str) -> Result<SequenceStates> {
     let client = cluster.connect(db).await?;
-    let sql_error = |what: String| {
-        let database = db.to_string();
-        move |source| HarnessError::Postgres {
-            what,
-            database,
-            source,
-        }
-    };
-    let sequences = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'S' AND n.nspname <> 'information_schema' \
-               AND n.nspname NOT LIKE 'pg\\_%' \
-             ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(sql_error("listing sequences".into()))?;
     let mut out = BTreeMap::new();
-    for row in sequences {
-        let name: String = row.get(0);
+    for name in user_relations(&client, db, "('S')", "listing sequences").await? {
         let state = client
             .query_one(&format!("SELECT last_value, is_called FROM {name}"), &[])
             .await
-            .map_err(sql_error(format!("reading sequence {name}")))?;
+            .map_err(sql_error(db, format!("reading sequence {name}")))?;
         out.insert(name, (state.get(0), state.get(1)));
     }
     Ok(out)
+}
+
+/// Quoted `schema.name` of every relation of the given kinds (an SQL list such as
+/// `('r', 'p')`) outside the system schemas, sorted.
+async fn user_relations(
+    client: &tokio_postgres::Client,
+    db: &str,
+    relkinds: &str,
+    what: &str,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN {relkinds} AND n.nspname <> 'information_schema' \
+                   AND n.nspname NOT LIKE 'pg\\_%' \
+                 ORDER BY 1"
+            ),
+            &[],
+        )
+        .await
+        .map_err(sql_error(db, what.to_string()))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn sql_error(db: &str, what: String) -> impl FnOnce(tokio_postgres::Error) -> HarnessError {
+    let database = db.to_string();
+    move |source| HarnessError::Postgres {
+        what,
+        database,
+        source,
+    }
 }
 
 /// Unified diff lines of `a` → `b`; empty when equal.
