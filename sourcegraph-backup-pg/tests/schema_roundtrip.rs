@@ -87,7 +87,7 @@ async fn roundtrip(cluster: &PgCluster, name: &str, fixtures: &[&str], steps: bo
             .await
             .unwrap();
         let mut done = BTreeSet::new();
-        for step in dump.post_data_steps() {
+        for step in dump.post_data_steps(&opts) {
             for d in &step.depends_on {
                 assert!(
                     done.contains(d),

@@ -2,6 +2,7 @@
 //! values, then table loads, post-data steps and `ANALYZE`s on N parallel connections.
 
 mod copy_in;
+mod privileges;
 mod schedule;
 mod target;
 
@@ -84,11 +85,14 @@ pub(crate) async fn import(
     let started = std::time::Instant::now();
     let (details, dump) = read_backup(&ctx).await?;
     let client = config.connect().await?;
-    let target = target::prepare(&client, &dump, &details, opts.clean_first, opts.force).await?;
+    let target = target::prepare(&client, &dump, &details, opts).await?;
 
     // Pre-data in one transaction.
     let mut render = opts.render.clone();
     render.target_server_version_num = target.server_version_num;
+    render
+        .leave_as_found
+        .extend(target.leave_as_found.iter().cloned());
     let pre = dump.pre_data_sql(&render);
     client
         .batch_execute(&format!("BEGIN;\n{pre}\nCOMMIT;"))
@@ -118,7 +122,7 @@ pub(crate) async fn import(
     drop(client);
 
     let pre_data_secs = started.elapsed().as_secs_f64();
-    let steps = dump.post_data_steps();
+    let steps = dump.post_data_steps(&render);
     let step_count = steps.len();
     let tables = Arc::new(details.tables.clone());
     let jobs = if opts.jobs > 0 {
@@ -134,7 +138,7 @@ pub(crate) async fn import(
         .as_ref()
         .and_then(|v| v.version.clone());
     let migration = details.probe.latest_migration();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = target.note.iter().cloned().collect();
     match (&version, migration) {
         (Some(v), m) => warnings.push(format!(
             "this data belongs to Sourcegraph {v}{}: run Sourcegraph {v} against it first, \
@@ -167,6 +171,7 @@ pub(crate) async fn import(
         "rows": rows,
         "post_data_steps": step_count,
         "excluded_tables": details.excluded,
+        "left_as_found": target.leave_as_found,
         "timings": {
             "wall_seconds": started.elapsed().as_secs_f64(),
             "pre_data_seconds": pre_data_secs,

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
+use super::{privileges, PgImportOptions};
 use crate::error::PgError;
 use crate::export::details::PgStoreDetails;
 use crate::export::names::sql_literal;
@@ -23,6 +24,11 @@ fn query_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError
 pub(crate) struct Target {
     pub database: String,
     pub server_version_num: i32,
+    /// Objects the target has and the restoring role may not alter (see
+    /// [`RenderOptions::leave_as_found`]).
+    pub leave_as_found: BTreeSet<String>,
+    /// The report's line about them.
+    pub note: Option<String>,
 }
 
 /// Schemas the dump creates or fills.
@@ -44,13 +50,15 @@ pub(crate) async fn prepare(
     client: &Client,
     dump: &SchemaDump,
     details: &PgStoreDetails,
-    clean_first: bool,
-    force: bool,
+    opts: &PgImportOptions,
 ) -> Result<Target, PgError> {
     let report = probe(client, ProbeOptions { allow_generic: true }).await?;
+    let privileges = privileges::check(client, dump, &opts.render, report.server_version_num).await?;
     let target = Target {
         database: report.database.clone(),
         server_version_num: report.server_version_num,
+        leave_as_found: privileges.leave_as_found,
+        note: privileges.note,
     };
     let available: BTreeSet<String> = client
         .query("SELECT name::text FROM pg_catalog.pg_available_extensions", &[])
@@ -60,7 +68,12 @@ pub(crate) async fn prepare(
         .map(|r| r.try_get::<_, String>(0))
         .collect::<Result<_, _>>()
         .map_err(query_err("listing the target's available extensions"))?;
-    if let Err(problems) = dump.check_target(target.server_version_num, &available) {
+    let mut problems = dump
+        .check_target(target.server_version_num, &available)
+        .err()
+        .unwrap_or_default();
+    problems.extend(privileges.problems);
+    if !problems.is_empty() {
         return Err(PgError::IncompatibleTarget {
             database: target.database,
             problems: problems
@@ -92,7 +105,7 @@ pub(crate) async fn prepare(
     if existing.is_empty() {
         return Ok(target);
     }
-    if !clean_first {
+    if !opts.clean_first {
         return Err(PgError::TargetNotEmpty {
             database: target.database,
             count: existing.len(),
@@ -106,13 +119,32 @@ pub(crate) async fn prepare(
         .and_then(|v| v.version.clone());
     let target_version = report.product_version.as_ref().and_then(|v| v.version.clone());
     if let (Some(t), Some(b)) = (&target_version, &backup_version) {
-        if t != b && !force {
+        if t != b && !opts.force {
             return Err(PgError::VersionMismatch {
                 database: target.database,
                 target: t.clone(),
                 backup: b.clone(),
             });
         }
+    }
+    // Dropping a schema drops everything in it, an administrator's extension too, which this
+    // role could not create again.
+    let kept: Vec<&str> = dump
+        .objects
+        .iter()
+        .filter(|o| target.leave_as_found.contains(&o.identity))
+        .map(|o| o.identity.as_str())
+        .collect();
+    if !kept.is_empty() {
+        return Err(PgError::IncompatibleTarget {
+            database: target.database,
+            problems: format!(
+                "`--clean` would drop {} with the schemas that hold them, and this role does not \
+                 own them and could not create them again; restore into a new empty database \
+                 instead (its owner can have the extensions created first)",
+                kept.join(", ")
+            ),
+        });
     }
     clean(client, dump, &schemas, target.server_version_num).await?;
     Ok(target)

@@ -329,6 +329,8 @@ pub(crate) fn object(kind: ObjectKind, schema: &str, name: &str, identity: Strin
         grant_target: None,
         min_server_version: 120000,
         table: None,
+        roles: Vec::new(),
+        roles_at: None,
     }
 }
 

@@ -118,10 +118,15 @@ pub(crate) async fn indexes(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
         let table_id = format!("table {tq}");
         qnames.insert(oid, qidx.clone());
         let own_id = if get::<bool, _>(r, "backs", CTX)? {
-            match ctx.registry.get(&(PG_CLASS, oid)) {
-                Some(id) => id.clone(),
-                None => continue,
+            let Some(id) = ctx.registry.get(&(PG_CLASS, oid)).cloned() else {
+                continue;
+            };
+            // The constraint creates the index; a comment on the index goes with it.
+            let comment = ctx.comment(PG_CLASS, oid, 0, &format!("INDEX {qidx}"));
+            if let Some(constraint) = ctx.objects.iter_mut().find(|o| o.identity == id) {
+                constraint.sql += &comment;
             }
+            id
         } else {
             let mut o = object(ObjectKind::Index, &schema, &name, format!("index {qidx}"));
             o.sql = format!("{def};\n");

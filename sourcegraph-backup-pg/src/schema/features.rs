@@ -9,6 +9,7 @@ use super::SchemaDump;
 
 /// Something the target cannot restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Incompatibility {
     /// An object needs a newer server than the target.
     ServerTooOld {
@@ -25,6 +26,41 @@ pub enum Incompatibility {
         name: String,
         /// Version installed in the source.
         source_version: String,
+    },
+    /// An extension the schema uses is not installed on the target, and the restoring role
+    /// may not create it (not a superuser, and the extension is not trusted or the role lacks
+    /// `CREATE` on the database).
+    ExtensionNotCreatable {
+        /// Extension name.
+        name: String,
+        /// The schema it belongs in.
+        schema: String,
+        /// The restoring role.
+        role: String,
+    },
+    /// An extension is installed on the target in another schema than the backup expects.
+    ExtensionInOtherSchema {
+        /// Extension name.
+        name: String,
+        /// Its schema in the source.
+        source_schema: String,
+        /// Its schema on the target.
+        target_schema: String,
+    },
+    /// A role that a policy, an owner or a grant names does not exist on the target.
+    MissingRole {
+        /// The role as the target would know it (after the role map).
+        role: String,
+        /// The first object that needs it, e.g. `policy public.repo.p`.
+        needed_by: String,
+    },
+    /// Restored objects would be given to an owner the restoring role may not give them to
+    /// (it is not a member of that role).
+    CannotAssignOwner {
+        /// The owner (after the role map).
+        role: String,
+        /// The restoring role.
+        restoring_role: String,
     },
 }
 
@@ -43,6 +79,33 @@ impl std::fmt::Display for Incompatibility {
             Incompatibility::MissingExtension { name, source_version } => write!(
                 f,
                 "extension {name} (version {source_version} in the source) is not available on the target"
+            ),
+            Incompatibility::ExtensionNotCreatable { name, schema, role } => write!(
+                f,
+                "extension {name} is not installed on the target and role {role} may not create \
+                 it: have an administrator run `CREATE EXTENSION {name} WITH SCHEMA {schema}` in \
+                 the target database (managed providers offer this), then restore again"
+            ),
+            Incompatibility::ExtensionInOtherSchema {
+                name,
+                source_schema,
+                target_schema,
+            } => write!(
+                f,
+                "extension {name} is installed in schema {target_schema} on the target, but the \
+                 backup's objects expect it in schema {source_schema}"
+            ),
+            Incompatibility::MissingRole { role, needed_by } => write!(
+                f,
+                "role {role} does not exist on the target (needed by {needed_by}): create it, or \
+                 map it to an existing role with `--role-map {role}=ROLE`"
+            ),
+            Incompatibility::CannotAssignOwner { role, restoring_role } => write!(
+                f,
+                "role {restoring_role} may not make {role} the owner of restored objects (it is \
+                 not a member of {role}): grant {role} to {restoring_role}, map it with \
+                 `--role-map`, or restore without `--owners` (everything then belongs to \
+                 {restoring_role})"
             ),
         }
     }

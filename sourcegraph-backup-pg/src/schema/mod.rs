@@ -47,7 +47,13 @@ use crate::error::PgError;
 use catalog::Ctx;
 
 pub use features::Incompatibility;
+pub(crate) use render::mapped_role;
 pub use render::{PostDataStep, RenderOptions};
+
+/// Whether Sourcegraph creates this extension only when the server has it (`pg_stat_statements`).
+pub(crate) fn is_optional_extension(name: &str) -> bool {
+    types::OPTIONAL_EXTENSIONS.contains(&name)
+}
 
 /// What to extract.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +161,13 @@ pub struct SchemaObject {
     pub min_server_version: i32,
     /// The identity of the table (or materialized view) it belongs to, for post-data objects.
     pub table: Option<String>,
+    /// Roles the DDL itself names besides owner and grants: a policy's `TO` list (`None` is
+    /// `PUBLIC`). Rendering maps them through the role map; a restore checks they exist.
+    #[serde(default)]
+    pub roles: Vec<Option<String>>,
+    /// Byte offset in `sql` where the rendered list of `roles` starts.
+    #[serde(default)]
+    pub roles_at: Option<usize>,
 }
 
 /// A table whose data is copied.

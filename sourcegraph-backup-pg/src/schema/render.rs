@@ -1,7 +1,7 @@
 //! Rendering a [`SchemaDump`] as SQL: pre-data script, post-data script, and post-data steps
 //! for parallel execution.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,10 @@ pub struct RenderOptions {
     /// Add `VERSION '...'` to `CREATE EXTENSION` (off: the target's default version, which
     /// is what a fresh install on that server gets; pinning can fail across majors).
     pub pin_extension_versions: bool,
+    /// Identities of objects the target already has and the restoring role may not alter
+    /// (an extension a provider's administrator created): rendered as nothing, neither created
+    /// nor commented.
+    pub leave_as_found: BTreeSet<String>,
 }
 
 /// One post-data statement group, for parallel execution.
@@ -57,6 +61,23 @@ fn quote_role(role: &str) -> String {
     format!("\"{}\"", role.replace('"', "\"\""))
 }
 
+/// A role as the target knows it: through the role map, or as it is.
+pub(crate) fn mapped_role<'a>(role_map: &'a BTreeMap<String, String>, role: &'a str) -> &'a str {
+    role_map.get(role).map(String::as_str).unwrap_or(role)
+}
+
+/// A `TO` list of roles (`None` is `PUBLIC`), each mapped and quoted.
+pub(crate) fn role_list(roles: &[Option<String>], role_map: &BTreeMap<String, String>) -> String {
+    roles
+        .iter()
+        .map(|r| match r {
+            Some(r) => quote_role(mapped_role(role_map, r)),
+            None => "PUBLIC".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl SchemaDump {
     /// Session settings to run on every connection before executing any of this DDL.
     pub fn session_setup_sql() -> &'static str {
@@ -87,19 +108,18 @@ impl SchemaDump {
 
     /// The post-data statements as steps in dependency order, for parallel execution: a
     /// step may run once its table's data is loaded and its `depends_on` steps finished.
-    pub fn post_data_steps(&self) -> Vec<PostDataStep> {
-        let post: std::collections::HashSet<&str> = self
+    pub fn post_data_steps(&self, opts: &RenderOptions) -> Vec<PostDataStep> {
+        let post: HashSet<&str> = self
             .section(Section::PostData)
             .map(|o| o.identity.as_str())
             .collect();
-        let tables: std::collections::HashSet<&str> =
-            self.tables.iter().map(|t| t.identity.as_str()).collect();
+        let tables: HashSet<&str> = self.tables.iter().map(|t| t.identity.as_str()).collect();
         self.section(Section::PostData)
             .map(|o| PostDataStep {
                 identity: o.identity.clone(),
                 table: o.table.clone().filter(|t| tables.contains(t.as_str())),
                 kind: o.kind,
-                sql: o.sql.clone(),
+                sql: self.render_object(o, opts),
                 depends_on: o
                     .depends_on
                     .iter()
@@ -111,7 +131,16 @@ impl SchemaDump {
     }
 
     fn render_object(&self, o: &SchemaObject, opts: &RenderOptions) -> String {
+        if opts.leave_as_found.contains(&o.identity) {
+            return String::new();
+        }
         let mut sql = o.sql.clone();
+        if let Some(at) = o.roles_at {
+            let original = role_list(&o.roles, &BTreeMap::new());
+            if sql.get(at..at + original.len()) == Some(original.as_str()) {
+                sql.replace_range(at..at + original.len(), &role_list(&o.roles, &opts.role_map));
+            }
+        }
         if o.kind == ObjectKind::Extension && opts.pin_extension_versions {
             if let Some(ext) = self.extensions.iter().find(|e| e.name == o.name) {
                 let version = format!(" VERSION '{}';\n", ext.version.replace('\'', "''"));
@@ -123,7 +152,7 @@ impl SchemaDump {
                 }
             }
         }
-        let map = |role: &str| quote_role(opts.role_map.get(role).map(String::as_str).unwrap_or(role));
+        let map = |role: &str| quote_role(mapped_role(&opts.role_map, role));
         if opts.include_owners {
             if let (Some(owner), Some(target)) = (&o.owner, &o.alter_target) {
                 sql += &format!("ALTER {target} OWNER TO {};\n", map(owner));

@@ -401,6 +401,15 @@ pub(crate) async fn tables_and_sequences(
             }
         }
         sql += &relation_comments(ctx, oid, &format!("TABLE {qname}"), &qname, cols.iter().copied());
+        // Inline checks are not objects of their own: their comments go with the table.
+        for (con_oid, con_name, _) in checks.iter().filter(|c| c.0 == oid).map(|c| &c.1) {
+            sql += &ctx.comment(
+                PG_CONSTRAINT,
+                *con_oid,
+                0,
+                &format!("CONSTRAINT {con_name} ON {qname}"),
+            );
+        }
         o.sql = sql;
         o.owner = Some(get(r, 11, CTX)?);
         o.acl = parse_acl(r, "acl", CTX)?;

@@ -1,9 +1,12 @@
 //! Triggers, rules, row-level security (policies and the table switches), table replica
 //! identity and extended statistics: all post-data.
 
+use std::collections::BTreeMap;
+
 use super::catalog::{
     get, not_ext, object, Ctx, PG_CONSTRAINT, PG_POLICY, PG_REWRITE, PG_STATISTIC_EXT, PG_TRIGGER,
 };
+use super::render::role_list;
 use super::ObjectKind;
 use crate::error::PgError;
 
@@ -93,8 +96,7 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
     let q = format!(
         "SELECT p.oid, n.nspname, p.polname, pg_catalog.quote_ident(p.polname), \
                 pg_catalog.format('%I.%I', n.nspname, c.relname), p.polcmd::text, p.polpermissive, \
-                ARRAY(SELECT CASE WHEN ro = 0 THEN 'PUBLIC' \
-                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(ro)) END \
+                ARRAY(SELECT CASE WHEN ro <> 0 THEN pg_catalog.pg_get_userbyid(ro)::text END \
                       FROM unnest(p.polroles) ro ORDER BY 1), \
                 pg_catalog.pg_get_expr(p.polqual, p.polrelid), \
                 pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) \
@@ -121,11 +123,10 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
         } else {
             "RESTRICTIVE"
         };
-        let roles: Vec<String> = get(r, 7, PCTX)?;
-        let mut sql = format!(
-            "CREATE POLICY {qpol} ON {tq} AS {permissive} FOR {cmd} TO {}",
-            roles.join(", ")
-        );
+        let roles: Vec<Option<String>> = get(r, 7, PCTX)?;
+        let mut sql = format!("CREATE POLICY {qpol} ON {tq} AS {permissive} FOR {cmd} TO ");
+        let roles_at = sql.len();
+        sql += &role_list(&roles, &BTreeMap::new());
         if let Some(using) = get::<Option<String>, _>(r, 8, PCTX)? {
             sql += &format!(" USING ({using})");
         }
@@ -140,6 +141,8 @@ pub(crate) async fn triggers_rules_policies(ctx: &mut Ctx<'_>) -> Result<(), PgE
         );
         o.sql = format!("{sql};\n");
         o.sql += &ctx.comment(PG_POLICY, oid, 0, &format!("POLICY {qpol} ON {tq}"));
+        o.roles = roles;
+        o.roles_at = Some(roles_at);
         o.table = Some(table_id.clone());
         o.depends_on = vec![table_id];
         ctx.push(PG_POLICY, oid, o);

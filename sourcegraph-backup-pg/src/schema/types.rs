@@ -11,6 +11,21 @@ use crate::error::PgError;
 /// Extensions that Sourcegraph creates only when available (inside an exception handler).
 pub(crate) const OPTIONAL_EXTENSIONS: &[&str] = &["pg_stat_statements"];
 
+/// `statements` in a `DO` block that turns any error into a notice. The dollar-quote tag is
+/// one the statements do not contain.
+fn optional_block(name: &str, statements: &str) -> String {
+    let mut tag = "$optional$".to_string();
+    while statements.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    let name = name.replace('\'', "''").replace('%', "%%");
+    format!(
+        "DO {tag}\nBEGIN\n    {statements}EXCEPTION WHEN OTHERS THEN\n    \
+         RAISE NOTICE 'optional extension {name} is not available: %', SQLERRM;\n\
+         END\n{tag};\n"
+    )
+}
+
 /// Extensions with objects in the dumped schemas, and the schemas themselves.
 pub(crate) async fn extensions_and_schemas(ctx: &mut Ctx<'_>) -> Result<Vec<ExtensionInfo>, PgError> {
     const CTX: &str = "reading extensions";
@@ -35,16 +50,12 @@ pub(crate) async fn extensions_and_schemas(ctx: &mut Ctx<'_>) -> Result<Vec<Exte
         let mut o = object(ObjectKind::Extension, "", &name, format!("extension {qname}"));
         // The VERSION clause is added at render time (see RenderOptions::pin_extension_versions).
         o.sql = format!("CREATE EXTENSION IF NOT EXISTS {qname} WITH SCHEMA {qschema};\n");
-        if OPTIONAL_EXTENSIONS.contains(&name.as_str()) {
-            // As Sourcegraph does: created when the server has it, skipped otherwise.
-            o.sql = format!(
-                "DO $optional$\nBEGIN\n    {}EXCEPTION WHEN OTHERS THEN\n    \
-                 RAISE NOTICE 'optional extension {name} is not available: %', SQLERRM;\n\
-                 END\n$optional$;\n",
-                o.sql
-            );
-        }
         o.sql += &ctx.comment(PG_EXTENSION, oid, 0, &format!("EXTENSION {qname}"));
+        if OPTIONAL_EXTENSIONS.contains(&name.as_str()) {
+            // As Sourcegraph does: created when the server has it (and the role may), skipped
+            // otherwise; its comment inside the block, since it needs the extension.
+            o.sql = optional_block(&name, &o.sql);
+        }
         ctx.push(PG_EXTENSION, oid, o);
         infos.push(ExtensionInfo {
             name,
@@ -281,5 +292,17 @@ mod tests {
         assert_eq!(super::default_multirange_name("floatrange"), "floatmultirange");
         assert_eq!(super::default_multirange_name("tsrange_x"), "tsmultirange_x");
         assert_eq!(super::default_multirange_name("period"), "period_multirange");
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn optional_block_holds_the_comment_and_picks_an_unused_tag() {
+        let sql = "CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA public;\n\
+                   COMMENT ON EXTENSION x IS 'has $optional$ in it';\n";
+        let block = super::optional_block("x", sql);
+        assert!(block.starts_with("DO $optional_$\n"), "{block}");
+        assert!(block.ends_with("END\n$optional_$;\n"), "{block}");
+        let comment = block.find("COMMENT ON EXTENSION").unwrap();
+        assert!(comment < block.find("EXCEPTION").unwrap(), "{block}");
     }
 }

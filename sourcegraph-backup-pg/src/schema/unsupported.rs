@@ -61,11 +61,8 @@ pub(crate) async fn check(ctx: &Ctx<'_>) -> Result<(), PgError> {
         ("large object", "pg_largeobject_metadata", "o", "o.oid::text", "cardinality($1) >= 0"),
         ("default privileges (ALTER DEFAULT PRIVILEGES)", "pg_default_acl", "o",
          "pg_catalog.pg_get_userbyid(o.defaclrole)", "cardinality($1) >= 0"),
-        ("subscription", "pg_subscription", "o", "pg_catalog.quote_ident(o.subname)",
-         "o.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
-          AND cardinality($1) >= 0"),
     ];
-    let parts: Vec<String> = in_schema
+    let mut parts: Vec<String> = in_schema
         .iter()
         .map(|(kind, cat, alias, name, cond)| {
             format!(
@@ -76,6 +73,14 @@ pub(crate) async fn check(ctx: &Ctx<'_>) -> Result<(), PgError> {
             )
         })
         .collect();
+    // Subscriptions never belong to an extension, and before 13 a role without superuser may
+    // not read pg_subscription.oid (the column grant lacks it): no pg_depend check.
+    parts.push(
+        "(SELECT 'subscription'::text, pg_catalog.quote_ident(o.subname)::text \
+          FROM pg_catalog.pg_subscription o WHERE o.subdbid = (SELECT oid FROM \
+          pg_catalog.pg_database WHERE datname = current_database()) AND cardinality($1) >= 0)"
+            .to_string(),
+    );
     let q = format!(
         "SELECT * FROM ({}) u ORDER BY 1, 2 LIMIT 1",
         parts.join(" UNION ALL ")

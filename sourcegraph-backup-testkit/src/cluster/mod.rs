@@ -2,6 +2,7 @@
 //! port, stop and delete everything on drop.
 
 mod binaries;
+mod managed;
 mod start;
 mod user;
 
@@ -168,9 +169,16 @@ impl PgCluster {
 
     /// libpq key=value connection string for database `db`.
     pub fn key_value(&self, db: &str) -> String {
+        self.key_value_as(SUPERUSER, db)
+    }
+
+    /// libpq key=value connection string for database `db` as `role` (loopback connections
+    /// are trusted: no password).
+    pub fn key_value_as(&self, role: &str, db: &str) -> String {
         format!(
-            "host={HOST} port={} user={SUPERUSER} dbname={}",
+            "host={HOST} port={} user={} dbname={}",
             self.port,
+            quote_conninfo_value(role),
             quote_conninfo_value(db)
         )
     }
@@ -178,13 +186,19 @@ impl PgCluster {
     /// Connects to database `db` as the superuser; the connection task is spawned on the current
     /// tokio runtime and ends when the client is dropped.
     pub async fn connect(&self, db: &str) -> Result<tokio_postgres::Client> {
-        let (client, connection) = tokio_postgres::connect(&self.key_value(db), tokio_postgres::NoTls)
-            .await
-            .map_err(|source| HarnessError::Postgres {
-                what: format!("connecting to 127.0.0.1:{}", self.port),
-                database: db.into(),
-                source,
-            })?;
+        self.connect_as(SUPERUSER, db).await
+    }
+
+    /// Connects to database `db` as `role`, as [`connect`](Self::connect) does.
+    pub async fn connect_as(&self, role: &str, db: &str) -> Result<tokio_postgres::Client> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.key_value_as(role, db), tokio_postgres::NoTls)
+                .await
+                .map_err(|source| HarnessError::Postgres {
+                    what: format!("connecting to 127.0.0.1:{}", self.port),
+                    database: db.into(),
+                    source,
+                })?;
         tokio::spawn(async move {
             // Errors here mean the server went away; the client's next call reports it.
             let _ = connection.await;
