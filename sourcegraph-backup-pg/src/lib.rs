@@ -35,6 +35,22 @@
 //! Every backup carries these exact commands, with each table's quoted name and columns
 //! filled in, as `restore.sh`: `TARGET='postgres://...' sh restore.sh` from the store's
 //! directory (`<repository>/<backup-id>/<store>/`). `tests/by_hand.rs` runs it.
+//!
+//! # Privileges
+//!
+//! Neither backup nor restore needs a superuser; both work as the database owner that managed
+//! Postgres (RDS, Cloud SQL, AlloyDB, Azure Flexible Server) gives its customers.
+//! `tests/managed.rs` runs every fixture that way, 16 → 16 and 12 → 16.
+//!
+//! | operation | the connecting role needs |
+//! |---|---|
+//! | backup | `CONNECT` on the database, `USAGE` on the dumped schemas, `SELECT` on every dumped table and sequence (the owner has them all); read access to the catalogs, which every role has. It takes `ACCESS SHARE` locks, as `pg_dump` does. Row-level security does not hide rows from the tables' owner (unless `FORCE ROW LEVEL SECURITY`) or from a role with `BYPASSRLS`; anyone else is refused rather than given a partial dump. |
+//! | restore into an empty database | `CONNECT` and `CREATE` on the database (the owner has both), and `CREATE` on schema `public` (the owner has it: `pg_database_owner` owns `public` from 15 on; before 15 `public` is open to all). Every restored object belongs to the connecting role. |
+//! | extensions the target already has | nothing: an extension another role owns (the provider's administrator) is left as found, neither created nor commented, and the report says so once. It must live in the schema the backup expects. |
+//! | extensions the target lacks | superuser, or (PostgreSQL 13+) `CREATE` on the database for a *trusted* extension (`citext`, `hstore`, `intarray`, `pg_trgm`, `pgcrypto` are; `pg_stat_statements` is not, and is optional, as Sourcegraph treats it). Otherwise the restore stops before any write, naming the extension and the `CREATE EXTENSION` an administrator should run. |
+//! | policies | every role a policy names (`TO role`) must exist on the target, or be mapped to one that does (the role map); otherwise the restore stops before any write, naming them. |
+//! | owners and grants (opt-in, [`RenderOptions`](schema::RenderOptions)) | the roles named (through the role map) must exist; for owners, the connecting role must be a member of each (`ALTER ... OWNER TO` requires it). |
+//! | `clean_first` | ownership of what it drops. It refuses, before any write, to drop a schema that holds an extension the connecting role does not own (dropping the schema would take the extension with it, and the role could not create it again). |
 
 pub mod connection;
 pub mod error;
