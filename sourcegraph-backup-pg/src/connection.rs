@@ -2,14 +2,66 @@
 //!
 //! [`PgConnectionConfig`] is built from a `postgres://` URL, a libpq `key=value` string, or the
 //! environment variables the Sourcegraph services read (see [`DatabaseRole`]). It wraps the
-//! settings `tokio_postgres::Config` needs plus the TLS settings libpq has and tokio-postgres
-//! lacks (`verify-ca`, `verify-full`, `sslrootcert`).
+//! settings `tokio_postgres::Config` needs plus the TLS and credential settings libpq has and
+//! tokio-postgres lacks.
+//!
+//! # Parameters
+//!
+//! URL query parameters and `key=value` pairs take the same keys: `host`, `hostaddr`, `port`,
+//! `user`, `password`, `dbname`, `options`, `application_name`, `connect_timeout`, `keepalives`,
+//! `keepalives_idle`, `target_session_attrs`, `channel_binding`, and for TLS and credentials:
+//!
+//! | key | environment (frontend; `CODEINTEL_`/`CODEINSIGHTS_` prefixed for the others) | meaning |
+//! |---|---|---|
+//! | `sslmode` | `PGSSLMODE` | `disable`, `allow` (read as `prefer`), `prefer` (default), `require`, `verify-ca`, `verify-full` ([`SslMode`]) |
+//! | `sslrootcert` | `PGSSLROOTCERT` | PEM file of the root certificates the server's chain is verified against; or `system` (below) |
+//! | `sslcert` | `PGSSLCERT` | PEM file with the client certificate (and any intermediates), sent when the server asks |
+//! | `sslkey` | `PGSSLKEY` | the client certificate's private key: PEM (PKCS#8, PKCS#1 or SEC1) or DER |
+//! | `passfile` | `PGPASSFILE` | the password file |
+//!
+//! **The system trust store** (`sslrootcert=system`, spelled as in libpq 16): the server's
+//! chain is verified against the operating system's roots, which is where managed-Postgres
+//! providers' CAs are installed (they are not among the bundled web roots). As in libpq, the
+//! sslmode then defaults to `verify-full`, and any other sslmode is refused. The roots are
+//! read with `rustls-native-certs`: on Linux the distribution's bundle (`/etc/ssl/certs`
+//! and friends), replaced by `SSL_CERT_FILE` and/or `SSL_CERT_DIR` when either is set. A file
+//! really named `system` is given as `./system`.
+//!
+//! **Defaults read from the home directory** (`$HOME`), as libpq does, only when the file
+//! exists:
+//! - `~/.postgresql/root.crt` when no `sslrootcert` is given; with it, `require` verifies the
+//!   chain like `verify-ca` (libpq's rule). Without it, `verify-ca` and `verify-full` verify
+//!   against the bundled Mozilla roots (libpq would refuse to connect).
+//! - `~/.postgresql/postgresql.crt` when no `sslcert` is given, with `~/.postgresql/postgresql.key`
+//!   unless `sslkey` is given.
+//!
+//! A client certificate given explicitly (`sslcert`) must exist (libpq silently goes on without
+//! it; here it is an error, which is clearer than the server's refusal). The private key must
+//! not be accessible by the group or others (mode 0600 or less; 0640 or less when owned by
+//! root), as libpq requires; encrypted keys are not supported (`sslpassword` is refused):
+//! decrypt the key first, e.g. `openssl pkey -in client.key -out client.plain.key`.
+//!
+//! **The password file** is read when no password (or an empty one) was given: `passfile`,
+//! else `PGPASSFILE` of the process environment, else `~/.pgpass`. Its lines are
+//! `hostname:port:database:username:password`; a field that is exactly `*` matches anything,
+//! `\:` and `\\` stand for `:` and `\`, lines starting with `#` are comments, and the first
+//! matching line wins. The hostname is the `host` (the `hostaddr` when no host is given); a
+//! connection through one of the usual default socket directories (`/tmp`,
+//! `/var/run/postgresql`, `/run/postgresql`) matches `localhost`, other socket directories match
+//! their path. As in libpq, a file that the group or others can access (any bit of 077) is
+//! ignored with a warning on standard error. With several hosts, the first host that a line
+//! matches supplies the password for all of them (tokio-postgres takes one password).
+//!
+//! `sslcrl`, `sslcrldir`, `sslpassword` and other libpq keys are refused with a message
+//! rather than ignored; a few keys of other drivers (pgx, lib/pq) are ignored.
 //!
 //! A password never leaves this type in text form: `Display`, `Debug`,
-//! [`PgConnectionConfig::redacted_url`] and every [`PgError`] leave it out.
+//! [`PgConnectionConfig::redacted_url`] and every [`PgError`] leave it out, including one read
+//! from the password file.
 
 mod env;
 mod parse;
+mod pgpass;
 #[cfg(test)]
 mod tests;
 
@@ -43,11 +95,13 @@ pub enum SslMode {
     /// libpq's default; `allow` is read as `prefer`.
     #[default]
     Prefer,
-    /// TLS required; the certificate is not verified unless `sslrootcert` is given, in which case
-    /// it is verified as for `verify-ca` (libpq behaves the same way).
+    /// TLS required; the certificate is not verified unless a root certificate file is given
+    /// (`sslrootcert`) or found (`~/.postgresql/root.crt`), in which case it is verified as for
+    /// `verify-ca` (libpq behaves the same way).
     Require,
     /// TLS required; the certificate chain is verified against the root certificates
-    /// (`sslrootcert`, else the Mozilla roots), the host name is not.
+    /// (`sslrootcert`, else `~/.postgresql/root.crt`, else the Mozilla roots), the host name is
+    /// not.
     VerifyCa,
     /// TLS required; chain and host name are verified.
     VerifyFull,
@@ -160,6 +214,20 @@ impl fmt::Display for DatabaseRole {
     }
 }
 
+/// The file settings of a connection. Boxed in [`PgConnectionConfig`]: they are seldom set,
+/// and the config is held by value in other types' enum variants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Files {
+    /// `sslrootcert` (`system` for the OS trust store).
+    pub(crate) ssl_root_cert: Option<PathBuf>,
+    /// `sslcert`.
+    pub(crate) ssl_cert: Option<PathBuf>,
+    /// `sslkey`.
+    pub(crate) ssl_key: Option<PathBuf>,
+    /// `passfile`.
+    pub(crate) passfile: Option<PathBuf>,
+}
+
 /// How to reach one PostgreSQL database. See the [module docs](self).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgConnectionConfig {
@@ -175,7 +243,7 @@ pub struct PgConnectionConfig {
     options: Option<String>,
     application_name: Option<String>,
     ssl_mode: SslMode,
-    ssl_root_cert: Option<PathBuf>,
+    files: Box<Files>,
     connect_timeout: Option<Duration>,
     keepalives: Option<bool>,
     keepalives_idle: Option<Duration>,
@@ -198,10 +266,11 @@ impl PgConnectionConfig {
     }
 
     /// Reads this role's environment variables (see [`DatabaseRole`]): `PGDATASOURCE` if set,
-    /// else `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE` (`PGTZ` is
-    /// ignored: the backup sets its own session time zone). Unset or empty variables take the
-    /// Sourcegraph defaults: host 127.0.0.1, port 5432, user `$USER` else `postgres`, database
-    /// = user, sslmode prefer.
+    /// else `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`,
+    /// `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY` and `PGPASSFILE` (`PGTZ` is ignored: the backup
+    /// sets its own session time zone). Unset or empty variables take the Sourcegraph
+    /// defaults: host 127.0.0.1, port 5432, user `$USER` else `postgres`, database = user,
+    /// sslmode prefer (`verify-full` with `sslrootcert=system`).
     pub fn from_env(role: DatabaseRole) -> Result<Self, PgError> {
         Self::from_env_with(role, |name| std::env::var(name).ok())
     }
@@ -222,7 +291,8 @@ impl PgConnectionConfig {
         self
     }
 
-    /// Returns a copy with another sslmode.
+    /// Returns a copy with another sslmode. With `sslrootcert=system` only `verify-full` can
+    /// connect (as in libpq); [`connect`](Self::connect) refuses any other.
     #[must_use]
     pub fn with_ssl_mode(mut self, mode: SslMode) -> Self {
         self.ssl_mode = mode;
@@ -285,9 +355,33 @@ impl PgConnectionConfig {
         self.ssl_mode
     }
 
-    /// The root certificate file (`sslrootcert`), if any.
+    /// The root certificate file (`sslrootcert`) as given, if any; `system` means the OS trust
+    /// store (see [`uses_system_roots`](Self::uses_system_roots)).
     pub fn ssl_root_cert(&self) -> Option<&Path> {
-        self.ssl_root_cert.as_deref()
+        self.files.ssl_root_cert.as_deref()
+    }
+
+    /// Whether the server is verified against the operating system's trust store
+    /// (`sslrootcert=system`).
+    pub fn uses_system_roots(&self) -> bool {
+        self.files.ssl_root_cert.as_deref() == Some(Path::new(SYSTEM_ROOTS))
+    }
+
+    /// The client certificate file (`sslcert`), if given (the default
+    /// `~/.postgresql/postgresql.crt` is looked for when connecting).
+    pub fn ssl_cert(&self) -> Option<&Path> {
+        self.files.ssl_cert.as_deref()
+    }
+
+    /// The client key file (`sslkey`), if given (default `~/.postgresql/postgresql.key`).
+    pub fn ssl_key(&self) -> Option<&Path> {
+        self.files.ssl_key.as_deref()
+    }
+
+    /// The password file (`passfile`), if given (else `PGPASSFILE`, else `~/.pgpass`, read
+    /// when connecting without a password).
+    pub fn passfile(&self) -> Option<&Path> {
+        self.files.passfile.as_deref()
     }
 
     /// The `application_name` sent to the server.
@@ -309,9 +403,10 @@ impl PgConnectionConfig {
     }
 
     /// The URL without the password:
-    /// `postgres://user@host:port/dbname?sslmode=...[&sslrootcert=...]`. Socket directories are
-    /// percent-encoded (`%2Ftmp`). Parsing it back gives the same hosts, ports, user, database,
-    /// sslmode and sslrootcert (other options and the password are left out).
+    /// `postgres://user@host:port/dbname?sslmode=...[&sslrootcert=...][&sslcert=...]
+    /// [&sslkey=...][&passfile=...]`. Socket directories are percent-encoded (`%2Ftmp`). Parsing
+    /// it back gives the same hosts, ports, user, database, sslmode, certificate and key files
+    /// and password file (other options and the password are left out).
     pub fn redacted_url(&self) -> String {
         parse::redacted_url(self)
     }
@@ -374,15 +469,38 @@ impl PgConnectionConfig {
 
     /// Connects and spawns the connection task on the current Tokio runtime. The task ends when
     /// the returned client is dropped. Errors name the endpoint and sslmode, never the password.
+    ///
+    /// Without a password, the password file is consulted; the TLS defaults of the home
+    /// directory are looked for (see the [module docs](self)). Both read the process
+    /// environment (`HOME`, `PGPASSFILE`) at this point, as libpq does when it connects.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
-        let config = self.to_tokio_config();
+        self.connect_with_env(|name| std::env::var(name).ok()).await
+    }
+
+    async fn connect_with_env(
+        &self,
+        lookup_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<tokio_postgres::Client, PgError> {
+        self.check_system_roots_mode()?;
+        let mut config = self.to_tokio_config();
+        if self.password.as_deref().is_none_or(str::is_empty) {
+            if let Some(password) = self.password_from_file(&lookup_env) {
+                config.password(password);
+            }
+        }
         let mode = self.effective_ssl_mode();
         let connect_err = |source| PgError::Connect {
             endpoint: self.endpoint(),
             sslmode: self.ssl_mode.to_string(),
             source,
         };
-        match crate::tls::connector(mode, self.ssl_root_cert())? {
+        let connector = if mode == SslMode::Disable {
+            None
+        } else {
+            let (roots, client) = self.tls_files(&lookup_env)?;
+            crate::tls::connector(mode, &roots, client.as_ref())?
+        };
+        match connector {
             None => {
                 let (client, connection) =
                     config.connect(tokio_postgres::NoTls).await.map_err(connect_err)?;
@@ -397,6 +515,112 @@ impl PgConnectionConfig {
             }
         }
     }
+}
+
+impl PgConnectionConfig {
+    /// libpq: `sslrootcert=system` goes with `verify-full` only.
+    fn check_system_roots_mode(&self) -> Result<(), PgError> {
+        if self.uses_system_roots() && self.ssl_mode != SslMode::VerifyFull {
+            return Err(weak_mode_with_system_roots(self.ssl_mode));
+        }
+        Ok(())
+    }
+
+    /// The password of the password file for this connection, if any line matches. A file that
+    /// is ignored (group/world-accessible, not a plain file) is reported on standard error,
+    /// as libpq does.
+    fn password_from_file(&self, lookup_env: impl Fn(&str) -> Option<String>) -> Option<Vec<u8>> {
+        let path = pgpass::file_path(self.files.passfile.as_deref(), lookup_env)?;
+        match pgpass::lookup_file(&path, &self.pgpass_targets()) {
+            pgpass::Outcome::Found(password) => Some(password),
+            pgpass::Outcome::NoMatch | pgpass::Outcome::Missing => None,
+            pgpass::Outcome::Ignored(warning) => {
+                eprintln!("{warning}");
+                None
+            }
+        }
+    }
+
+    /// What the password file is searched for, one entry per host in connection order.
+    fn pgpass_targets(&self) -> Vec<pgpass::Target<'_>> {
+        let hosts: Vec<String> = if self.hosts.is_empty() {
+            self.hostaddrs.iter().map(ToString::to_string).collect()
+        } else {
+            self.hosts.clone()
+        };
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| pgpass::Target {
+                host: pgpass::host_key(h),
+                port: self.port_of(i).to_string(),
+                dbname: self.dbname(),
+                user: &self.user,
+            })
+            .collect()
+    }
+
+    /// The roots the server is verified against and the client certificate to offer, with the
+    /// libpq defaults of the home directory applied.
+    fn tls_files(
+        &self,
+        lookup_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(crate::tls::Roots, Option<crate::tls::ClientCert>), PgError> {
+        use crate::tls::{ClientCert, Roots};
+        let pg_dir = home_dir(&lookup_env).map(|h| h.join(".postgresql"));
+        let default_file = |name: &str| pg_dir.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
+        let roots = match &self.files.ssl_root_cert {
+            Some(_) if self.uses_system_roots() => Roots::System,
+            Some(path) => Roots::File(path.clone()),
+            None => default_file("root.crt").map_or(Roots::Bundled, Roots::File),
+        };
+        let cert = match &self.files.ssl_cert {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(PgError::ClientCertificate {
+                        path: path.clone(),
+                        reason: "no such file (given as sslcert)".to_owned(),
+                    });
+                }
+                Some(path.clone())
+            }
+            None => default_file("postgresql.crt"),
+        };
+        let client = match cert {
+            None => None,
+            Some(cert) => {
+                let key = match (&self.files.ssl_key, &pg_dir) {
+                    (Some(key), _) => key.clone(),
+                    (None, Some(dir)) => dir.join("postgresql.key"),
+                    (None, None) => {
+                        return Err(PgError::ClientCertificate {
+                            path: cert,
+                            reason: "certificate present, but no private key (give sslkey)".to_owned(),
+                        })
+                    }
+                };
+                Some(ClientCert { cert, key })
+            }
+        };
+        Ok((roots, client))
+    }
+}
+
+/// The `sslrootcert` value that selects the OS trust store.
+pub(crate) const SYSTEM_ROOTS: &str = "system";
+
+/// libpq's message for a weaker sslmode with `sslrootcert=system`.
+pub(crate) fn weak_mode_with_system_roots(mode: SslMode) -> PgError {
+    PgError::InvalidConnectionString {
+        reason: format!(
+            "weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"
+        ),
+    }
+}
+
+/// The home directory: `$HOME` when set and not empty (libpq reads it first too).
+fn home_dir(lookup_env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    lookup_env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 impl FromStr for PgConnectionConfig {
@@ -426,7 +650,10 @@ impl fmt::Debug for PgConnectionConfig {
             .field("options", &self.options)
             .field("application_name", &self.application_name)
             .field("ssl_mode", &self.ssl_mode)
-            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("ssl_root_cert", &self.files.ssl_root_cert)
+            .field("ssl_cert", &self.files.ssl_cert)
+            .field("ssl_key", &self.files.ssl_key)
+            .field("passfile", &self.files.passfile)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }

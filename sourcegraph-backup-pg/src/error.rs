@@ -33,6 +33,15 @@ pub enum PgError {
         /// What went wrong.
         reason: String,
     },
+    /// A client certificate or key file (`sslcert`, `sslkey`, or their defaults in
+    /// `~/.postgresql`) could not be used.
+    #[error("cannot use client certificate {path}: {reason}")]
+    ClientCertificate {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The TLS client configuration could not be built.
     #[error("TLS setup failed: {reason}")]
     Tls {

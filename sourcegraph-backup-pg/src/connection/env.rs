@@ -3,7 +3,9 @@
 //! Mirrors `internal/database/postgresdsn.New` of the Sourcegraph code base: `<P>PGDATASOURCE`
 //! (a full DSN) wins; otherwise `<P>PGHOST`, `<P>PGPORT` (quotes stripped), `<P>PGUSER`,
 //! `<P>PGPASSWORD`, `<P>PGDATABASE`, `<P>PGSSLMODE`, where `<P>` is the role's prefix. Empty values
-//! count as unset. `<P>PGTZ` is ignored.
+//! count as unset. `<P>PGTZ` is ignored. Like libpq (and pgx, which the services use), the TLS
+//! and credential files are read too: `<P>PGSSLROOTCERT`, `<P>PGSSLCERT`, `<P>PGSSLKEY`,
+//! `<P>PGPASSFILE`.
 
 use super::parse::Builder;
 use super::{os_user_from, DatabaseRole, PgConnectionConfig};
@@ -54,6 +56,10 @@ pub(super) fn from_env_with(
         ("PGPASSWORD", "password"),
         ("PGDATABASE", "dbname"),
         ("PGSSLMODE", "sslmode"),
+        ("PGSSLROOTCERT", "sslrootcert"),
+        ("PGSSLCERT", "sslcert"),
+        ("PGSSLKEY", "sslkey"),
+        ("PGPASSFILE", "passfile"),
     ] {
         if let (var, Some(value)) = get(name) {
             let value = if name == "PGPORT" { dequote(&value) } else { &value };

@@ -33,6 +33,9 @@ pub(super) struct Builder {
     application_name: Option<String>,
     ssl_mode: Option<SslMode>,
     ssl_root_cert: Option<PathBuf>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    passfile: Option<PathBuf>,
     connect_timeout: Option<Duration>,
     keepalives: Option<bool>,
     keepalives_idle: Option<Duration>,
@@ -59,6 +62,11 @@ fn parse_seconds(key: &str, value: &str) -> Result<Duration, PgError> {
         .parse::<u64>()
         .map(Duration::from_secs)
         .map_err(|_| invalid(format!("{key} must be a whole number of seconds, got {value:?}")))
+}
+
+/// A file setting; empty means unset, as in libpq.
+fn non_empty_path(value: &str) -> Option<PathBuf> {
+    Some(value).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 fn parse_port(value: &str) -> Result<u16, PgError> {
@@ -104,7 +112,10 @@ impl Builder {
             "options" => self.options = Some(value.to_owned()),
             "application_name" => self.application_name = Some(value.to_owned()),
             "sslmode" => self.ssl_mode = Some(value.parse()?),
-            "sslrootcert" => self.ssl_root_cert = Some(PathBuf::from(value)),
+            "sslrootcert" => self.ssl_root_cert = non_empty_path(value),
+            "sslcert" => self.ssl_cert = non_empty_path(value),
+            "sslkey" => self.ssl_key = non_empty_path(value),
+            "passfile" => self.passfile = non_empty_path(value),
             "connect_timeout" => self.connect_timeout = Some(parse_seconds(key, value)?),
             "keepalives_idle" => self.keepalives_idle = Some(parse_seconds(key, value)?),
             "keepalives" => {
@@ -138,9 +149,17 @@ impl Builder {
                     }
                 });
             }
-            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" => {
+            "sslpassword" => {
+                // The value is a secret: never quoted.
+                return Err(invalid(
+                    "sslpassword is not supported: encrypted client keys cannot be used; \
+                     decrypt the key first (openssl pkey -in client.key -out client.plain.key) \
+                     and give it as sslkey",
+                ));
+            }
+            "sslcrl" | "sslcrldir" => {
                 return Err(invalid(format!(
-                    "{key} is not supported (client certificates and CRLs are not implemented)"
+                    "{key} is not supported (certificate revocation lists are not implemented)"
                 )));
             }
             k if IGNORED_KEYS.contains(&k) => {}
@@ -175,6 +194,15 @@ impl Builder {
             .user
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| default_user.to_owned());
+        // libpq 16: the system trust store defaults to verify-full and refuses weaker modes.
+        let system_roots = self.ssl_root_cert.as_deref() == Some(std::path::Path::new(super::SYSTEM_ROOTS));
+        let ssl_mode = match self.ssl_mode {
+            None if system_roots => SslMode::VerifyFull,
+            Some(mode) if system_roots && mode != SslMode::VerifyFull => {
+                return Err(super::weak_mode_with_system_roots(mode));
+            }
+            mode => mode.unwrap_or_default(),
+        };
         Ok(PgConnectionConfig {
             hosts,
             hostaddrs: self.hostaddrs,
@@ -184,8 +212,13 @@ impl Builder {
             dbname: self.dbname,
             options: self.options,
             application_name: self.application_name,
-            ssl_mode: self.ssl_mode.unwrap_or_default(),
-            ssl_root_cert: self.ssl_root_cert,
+            ssl_mode,
+            files: Box::new(super::Files {
+                ssl_root_cert: self.ssl_root_cert,
+                ssl_cert: self.ssl_cert,
+                ssl_key: self.ssl_key,
+                passfile: self.passfile,
+            }),
             connect_timeout: self.connect_timeout,
             keepalives: self.keepalives,
             keepalives_idle: self.keepalives_idle,
@@ -420,8 +453,15 @@ pub(super) fn redacted_url(c: &PgConnectionConfig) -> String {
     url.push('/');
     url.push_str(&encode(c.dbname()));
     let _ = write!(url, "?sslmode={}", c.ssl_mode);
-    if let Some(root) = &c.ssl_root_cert {
-        let _ = write!(url, "&sslrootcert={}", encode(&root.to_string_lossy()));
+    for (key, path) in [
+        ("sslrootcert", &c.files.ssl_root_cert),
+        ("sslcert", &c.files.ssl_cert),
+        ("sslkey", &c.files.ssl_key),
+        ("passfile", &c.files.passfile),
+    ] {
+        if let Some(path) = path {
+            let _ = write!(url, "&{key}={}", encode(&path.to_string_lossy()));
+        }
     }
     url
 }
