@@ -217,6 +217,9 @@ pub struct RestoreOutcome {
 /// An importer with the context it imports from.
 type ImportJob = (Arc<dyn Importer>, ImportContext);
 
+/// One store's import: its id, report and wall time, or its id and error.
+type ImportResult = Result<(String, ImportReport, Duration), (String, CoreError)>;
+
 /// Runs a committed backup's importers into targets, phase by phase.
 #[derive(Debug)]
 pub struct RestorePipeline {
@@ -257,8 +260,18 @@ impl RestorePipeline {
 
     /// Runs the importers: databases, then configuration, then volumes.
     /// Every importer's store must be in the backup; that is checked before
-    /// anything is imported.
+    /// anything is imported. A failing store fails the restore, naming it; see
+    /// [`RestorePipeline::run_reporting`] for what was restored before it.
     pub async fn run(self) -> Result<RestoreOutcome, CoreError> {
+        self.run_reporting().await.map_err(PartialRestore::into_error)
+    }
+
+    /// Like [`RestorePipeline::run`], but a failure also reports what was
+    /// done: the stores of earlier phases that were restored, the stores that
+    /// failed, and those of later phases that were not started. Stores of the
+    /// failing phase that were already running are let finish (a database cut
+    /// off mid-restore is of no use to anyone).
+    pub async fn run_reporting(self) -> Result<RestoreOutcome, PartialRestore> {
         let started = Instant::now();
         let RestorePipeline {
             backup,
@@ -266,56 +279,133 @@ impl RestorePipeline {
             concurrency,
             progress,
         } = self;
+        let all: Vec<String> = importers.iter().map(|i| i.id().to_string()).collect();
+        let setup_failed = |store: &str, error: CoreError| PartialRestore {
+            outcome: RestoreOutcome {
+                backup: backup.id().into(),
+                stores: Vec::new(),
+                not_restored: Vec::new(),
+                elapsed: started.elapsed(),
+            },
+            failed: vec![(store.to_string(), error)],
+            not_started: all.iter().filter(|s| s.as_str() != store).cloned().collect(),
+        };
         let mut phases: BTreeMap<u8, Vec<ImportJob>> = BTreeMap::new();
         for imp in importers {
-            let ctx = ImportContext::new(imp.id(), backup.clone(), progress.clone())?;
+            let ctx = match ImportContext::new(imp.id(), backup.clone(), progress.clone()) {
+                Ok(ctx) => ctx,
+                Err(e) => return Err(setup_failed(imp.id(), e)),
+            };
             if ctx.store_manifest().kind != imp.kind() {
-                return Err(CoreError::UnknownStore {
+                let e = CoreError::UnknownStore {
                     store: format!("{} ({:?})", imp.id(), imp.kind()),
                     backup: backup.id().into(),
-                });
+                };
+                return Err(setup_failed(imp.id(), e));
             }
             phases
                 .entry(imp.kind().restore_phase())
                 .or_default()
                 .push((imp, ctx));
         }
-        let restored: Vec<String> = phases
-            .values()
-            .flatten()
-            .map(|(i, _)| i.id().to_string())
-            .collect();
         let not_restored = backup
             .manifest()
             .stores
             .iter()
-            .filter(|s| !restored.contains(&s.id))
+            .filter(|s| !all.contains(&s.id))
             .map(|s| s.id.clone())
             .collect();
         let mut stores = Vec::new();
+        let mut failed = Vec::new();
+        let mut not_started = Vec::new();
         for (_, group) in phases {
-            let mut done: Vec<(String, ImportReport, Duration)> = stream::iter(group)
+            if !failed.is_empty() {
+                not_started.extend(group.iter().map(|(i, _)| i.id().to_string()));
+                continue;
+            }
+            let results: Vec<ImportResult> = stream::iter(group)
                 .map(|(imp, ctx)| {
                     let progress = progress.clone();
                     async move {
                         let store = imp.id().to_string();
-                        let (report, elapsed) =
-                            run_store(&progress, &store, "import", imp.import(ctx)).await?;
-                        Ok::<_, CoreError>((store, report, elapsed))
+                        match run_store(&progress, &store, "import", imp.import(ctx)).await {
+                            Ok((report, elapsed)) => Ok((store, report, elapsed)),
+                            Err(e) => Err((store, e)),
+                        }
                     }
                 })
                 .buffer_unordered(concurrency)
-                .try_collect()
-                .await?;
+                .collect()
+                .await;
+            let mut done = Vec::new();
+            for r in results {
+                match r {
+                    Ok(d) => done.push(d),
+                    Err(f) => failed.push(f),
+                }
+            }
             done.sort_by(|a, b| a.0.cmp(&b.0));
             stores.extend(done);
         }
-        Ok(RestoreOutcome {
+        failed.sort_by(|a, b| a.0.cmp(&b.0));
+        let outcome = RestoreOutcome {
             backup: backup.id().into(),
             stores,
             not_restored,
             elapsed: started.elapsed(),
-        })
+        };
+        if failed.is_empty() {
+            Ok(outcome)
+        } else {
+            Err(PartialRestore {
+                outcome,
+                failed,
+                not_started,
+            })
+        }
+    }
+}
+
+/// A restore that failed part-way: what it did before and beside the failure.
+#[derive(Debug)]
+pub struct PartialRestore {
+    /// The stores that were restored (earlier phases, and stores of the failing
+    /// phase that succeeded), and the stores no importer was given for.
+    pub outcome: RestoreOutcome,
+    /// The stores whose import failed, with the error naming each; never empty.
+    pub failed: Vec<(String, CoreError)>,
+    /// Stores of later phases that were not started because of the failure.
+    pub not_started: Vec<String>,
+}
+
+impl PartialRestore {
+    /// The error of the first failed store (by id).
+    pub fn into_error(self) -> CoreError {
+        self.failed.into_iter().next().map_or_else(
+            || CoreError::Store {
+                store: "restore".into(),
+                phase: "import",
+                source: "the restore failed without naming a store".into(),
+            },
+            |(_, e)| e,
+        )
+    }
+}
+
+impl std::fmt::Display for PartialRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.failed.first() {
+            Some((_, e)) => write!(f, "{e}"),
+            None => f.write_str("the restore failed"),
+        }
+    }
+}
+
+impl std::error::Error for PartialRestore {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failed
+            .first()
+            .and_then(|(_, e)| std::error::Error::source(e))
     }
 }
 

@@ -70,6 +70,13 @@ pub struct PlanRequest {
     /// The caller states the databases are stopped, so their data directories
     /// may be archived as volumes instead of dumped logically.
     pub databases_stopped: bool,
+    /// Database and configuration stores the caller was given no source for (no
+    /// connection, no directory); volumes are not affected. Each is left out with that reason, unless the catalog marks it not
+    /// recreatable: `pgsql`, and `config` while `pgsql` is included or the option
+    /// is configuration only. Those stay included, and [`Plan::not_given`] lists
+    /// them so the caller can refuse, naming what to add.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub not_given: BTreeSet<String>,
 }
 
 impl PlanRequest {
@@ -81,6 +88,7 @@ impl PlanRequest {
             external: BTreeSet::new(),
             skip_recreatable: false,
             databases_stopped: false,
+            not_given: BTreeSet::new(),
         }
     }
 }
@@ -188,6 +196,15 @@ impl Plan {
     pub fn item(&self, catalog_id: &str) -> Option<&PlannedItem> {
         self.items.iter().find(|i| i.catalog_id == catalog_id)
     }
+
+    /// Included stores the request says were not given: they are not
+    /// recreatable, so they cannot be left out silently. A caller refuses to run
+    /// the plan while this is not empty, naming how to give each one (or to mark
+    /// it external).
+    pub fn not_given(&self) -> impl Iterator<Item = &PlannedStore> {
+        self.included_stores()
+            .filter(|s| s.kind != StoreKind::Volume && self.request.not_given.contains(&s.id))
+    }
 }
 
 const PROMETHEUS_TOPIC: &str = "prometheus metrics vs prometheus volume";
@@ -201,17 +218,7 @@ pub fn plan(request: &PlanRequest) -> Plan {
     let external = |id: &str| request.external.contains(id);
     let skip_recreatable = request.skip_recreatable;
 
-    // The configuration store goes into every option: it is small, never
-    // recreatable, and a restore re-applies it on top of restored databases.
-    stores.push(if external(unit_ids::CONFIG) {
-        skipped(unit_ids::CONFIG, StoreKind::Config, EXTERNAL_CONFIG)
-    } else {
-        included(
-            unit_ids::CONFIG,
-            StoreKind::Config,
-            "site configuration, code host connections and global settings: not recreatable",
-        )
-    });
+    let not_given = |id: &str| request.not_given.contains(id);
 
     if request.option != BackupOption::ConfigOnly {
         for (id, carrier) in [
@@ -228,12 +235,37 @@ pub fn plan(request: &PlanRequest) -> Plan {
             } else if skip_recreatable && database_recreatable(carrier) {
                 skipped(id, StoreKind::Postgres,
                     "recreatable (the deployment volume table says so and no catalog row says otherwise); skipped as asked")
+            } else if not_given(id) && carrier != Carrier::FrontendDatabase {
+                skipped(
+                    id,
+                    StoreKind::Postgres,
+                    &format!("{NOT_GIVEN_DB}; {}", database_loss(carrier)),
+                )
             } else {
                 included(id, StoreKind::Postgres, database_reason(carrier))
             };
             stores.push(store);
         }
     }
+
+    // The configuration store goes into every option: it is small and never
+    // recreatable. It lives in the main database: when that database is left
+    // out and no other source of configuration was given, so is it.
+    let pgsql_included = stores
+        .iter()
+        .any(|s| s.id == unit_ids::PGSQL && s.decision == Decision::Included);
+    let config = if external(unit_ids::CONFIG) {
+        skipped(unit_ids::CONFIG, StoreKind::Config, EXTERNAL_CONFIG)
+    } else if not_given(unit_ids::CONFIG) && request.option != BackupOption::ConfigOnly && !pgsql_included {
+        skipped(unit_ids::CONFIG, StoreKind::Config, NOT_GIVEN_CONFIG)
+    } else {
+        included(
+            unit_ids::CONFIG,
+            StoreKind::Config,
+            "site configuration, code host connections and global settings: not recreatable",
+        )
+    };
+    stores.insert(0, config);
 
     if request.option == BackupOption::AllData {
         for v in request.deployment.volumes() {
@@ -261,10 +293,14 @@ pub fn plan(request: &PlanRequest) -> Plan {
                         "not part of the option \"{}\"; recreatable: {recreatable}",
                         request.option.label()
                     ),
-                    (BackupOption::AllPostgres, DataClass::DataOnDisk | DataClass::Ephemeral) => format!(
+                    (BackupOption::AllPostgres, DataClass::DataOnDisk | DataClass::Ephemeral)
+                        if e.carrier == Carrier::Volume =>
+                    {
+                        format!(
                         "kept on disk, outside Postgres: not part of the option \"{}\" (repositories are re-cloned and re-indexed after the restore); recreatable: {recreatable}",
                         request.option.label()
-                    ),
+                    )
+                    }
                     _ => format!("its store is skipped ({}); recreatable: {recreatable}",
                         carriers.iter().filter_map(|c| stores.iter().find(|s| &s.id == c).map(|s| format!("{}: {}", s.id, s.reason))).chain(volumes.iter().filter(|v| e.carrier == Carrier::Volume && carriers.contains(&v.name)).map(|v| format!("{}: {}", v.name, v.reason))).collect::<Vec<_>>().join("; ")),
                 };
@@ -293,6 +329,10 @@ const EXTERNAL_DB: &str =
     "marked external: it lives outside the deployment and the new instance reuses it, no migration needed";
 const EXTERNAL_CONFIG: &str =
     "marked external: configuration loaded from files lives outside the deployment and the new instance reuses it";
+const NOT_GIVEN_DB: &str = "not given: no connection to it was given, so it is left out";
+const NOT_GIVEN_CONFIG: &str =
+    "not given: no source of configuration was given, and the main database (pgsql) that holds it \
+     is not dumped; the configuration stays with that database";
 
 fn included(id: &str, kind: StoreKind, reason: &str) -> PlannedStore {
     PlannedStore {
@@ -335,6 +375,17 @@ fn database_reason(carrier: Carrier) -> &'static str {
     }
 }
 
+/// What leaving a database out loses, drawn from the catalog.
+fn database_loss(carrier: Carrier) -> &'static str {
+    match carrier {
+        Carrier::CodeIntelDatabase => {
+            "code graph data is not recreatable by default (see resolution: code graph data vs codeintel-db volume): give its connection to keep it"
+        }
+        Carrier::CodeInsightsDatabase => "code insights data is recreatable: the new instance recomputes it",
+        _ => "the main database is not recreatable",
+    }
+}
+
 fn plan_volume(request: &PlanRequest, v: &DeploymentVolume) -> PlannedVolume {
     let make = |decision, method, reason: String| PlannedVolume {
         name: v.name.into(),
@@ -358,6 +409,8 @@ fn plan_volume(request: &PlanRequest, v: &DeploymentVolume) -> PlannedVolume {
             };
             if request.external.contains(unit) {
                 make(Decision::Skipped, VolumeMethod::None, format!("its database {unit} is marked external"))
+            } else if !request.databases_stopped && unit != unit_ids::PGSQL && request.not_given.contains(unit) {
+                make(Decision::Skipped, VolumeMethod::None, format!("its database {unit} is not given, so it is left out"))
             } else if request.databases_stopped {
                 make(Decision::Included, VolumeMethod::Archive,
                     "PostgreSQL data directory archived as files: the caller states the database is stopped".into())

@@ -177,3 +177,74 @@ async fn a_plan_store_without_exporter_is_an_error() {
     assert!(err.to_string().contains("pgsql"), "{err}");
     assert!(repo.list_all().await.unwrap().is_empty(), "nothing written");
 }
+
+/// An importer that always fails.
+#[derive(Debug)]
+struct FailingImport(&'static str, StoreKind);
+
+#[async_trait]
+impl DataStore for FailingImport {
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn kind(&self) -> StoreKind {
+        self.1
+    }
+    fn location(&self) -> String {
+        format!("failing store {}", self.0)
+    }
+    async fn check_reachable(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Importer for FailingImport {
+    async fn import(&self, _ctx: ImportContext) -> Result<ImportReport, BoxError> {
+        Err(format!("{} does not parse", self.0).into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_reports_what_was_restored_before_it() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let repo = BackupRepository::in_memory();
+    let p = plan(&PlanRequest::new(
+        BackupOption::AllData,
+        Deployment::DockerCompose,
+    ));
+    let included: Vec<(String, StoreKind)> = p.included_stores().map(|s| (s.id.clone(), s.kind)).collect();
+    let mut pipeline = BackupPipeline::new(repo.clone(), p);
+    for (id, kind) in &included {
+        pipeline = pipeline.exporter(store(id, *kind, false, &log));
+    }
+    pipeline.run().await.unwrap();
+
+    let mut restore = RestorePipeline::new(repo.open_latest().await.unwrap())
+        .importer(store("pgsql", StoreKind::Postgres, false, &log))
+        .importer(store("codeintel-db", StoreKind::Postgres, false, &log))
+        .importer(Arc::new(FailingImport("config", StoreKind::Config)));
+    restore = restore.importer(store("prometheus-v2", StoreKind::Volume, false, &log));
+    let partial = restore.run_reporting().await.unwrap_err();
+    let restored: Vec<&str> = partial
+        .outcome
+        .stores
+        .iter()
+        .map(|(s, _, _)| s.as_str())
+        .collect();
+    assert_eq!(restored, ["codeintel-db", "pgsql"]);
+    assert_eq!(partial.failed.len(), 1);
+    assert!(
+        matches!(&partial.failed[0].1, CoreError::Store { store, phase: "import", .. } if store == "config"),
+        "{:?}",
+        partial.failed
+    );
+    assert_eq!(partial.not_started, ["prometheus-v2"]);
+    assert!(partial
+        .outcome
+        .not_restored
+        .contains(&"codeinsights-db".to_string()));
+    assert!(!log.lock().unwrap().contains(&"prometheus-v2".to_string()));
+    let err = partial.into_error();
+    assert!(err.to_string().contains("config"), "{err}");
+}

@@ -193,3 +193,50 @@ fn config_only_has_one_store() {
     assert_eq!(ids, ["config"]);
     assert!(p.volumes.is_empty());
 }
+
+#[test]
+fn stores_not_given_are_left_out_unless_not_recreatable() {
+    // Only the main database given: the other two are left out with the reason.
+    let mut req = PlanRequest::new(BackupOption::AllPostgres, Deployment::DockerCompose);
+    req.not_given = ["codeintel-db".to_string(), "codeinsights-db".to_string()].into();
+    let p = plan(&req);
+    assert!(p.includes("pgsql") && p.includes("config"));
+    for id in ["codeintel-db", "codeinsights-db"] {
+        let s = p.stores.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(s.decision, Decision::Skipped);
+        assert!(s.reason.starts_with("not given"), "{}", s.reason);
+    }
+    assert!(p.item("code-graph-data").unwrap().reason.contains("not given"));
+    assert_eq!(p.not_given().count(), 0);
+
+    // The main database is not recreatable: it stays in the plan, for the caller to refuse.
+    let mut req = PlanRequest::new(BackupOption::AllPostgres, Deployment::DockerCompose);
+    req.not_given = ["pgsql".to_string(), "config".to_string()].into();
+    let p = plan(&req);
+    let refused: Vec<&str> = p.not_given().map(|s| s.id.as_str()).collect();
+    assert_eq!(refused, ["config", "pgsql"]);
+
+    // Marked external, the main database takes the configuration it holds with it.
+    req.external = ["pgsql".to_string()].into();
+    let p = plan(&req);
+    assert_eq!(p.not_given().count(), 0);
+    let config = p.stores.iter().find(|s| s.id == "config").unwrap();
+    assert_eq!(config.decision, Decision::Skipped);
+    assert!(config.reason.starts_with("not given"), "{}", config.reason);
+    assert!(p.includes("codeintel-db"));
+    // ... unless a source of configuration is given.
+    req.not_given.remove("config");
+    assert!(plan(&req).includes("config"));
+
+    // Configuration only: configuration is the whole backup.
+    let mut req = PlanRequest::new(BackupOption::ConfigOnly, Deployment::DockerCompose);
+    req.not_given = ["config".to_string()].into();
+    assert_eq!(plan(&req).not_given().count(), 1);
+
+    // The database volumes of a database that is not given are left out too.
+    let mut req = PlanRequest::new(BackupOption::AllData, Deployment::DockerCompose);
+    req.not_given = ["codeinsights-db".to_string()].into();
+    let p = plan(&req);
+    let v = p.volumes.iter().find(|v| v.name == "codeinsights-db").unwrap();
+    assert_eq!(v.decision, Decision::Skipped, "{}", v.reason);
+}
