@@ -40,7 +40,7 @@ pub enum ConfigError {
     },
     /// Code host connections are stored encrypted and the caller did not opt in to carrying
     /// ciphertext.
-    #[error("code host connections are encrypted at rest and cannot be read without the key: {}; pass carry_encrypted to carry the ciphertext (restorable only into an instance with the same encryption keys)", connections.join(", "))]
+    #[error("code host connections are encrypted at rest and cannot be read without the key: {}; to carry the ciphertext (restorable only into an instance with the same encryption keys), pass `--carry-encrypted` (library: `DatabaseSourceOptions::carry_encrypted`)", connections.join(", "))]
     EncryptedConnections {
         /// `id 3 GITHUB "GitHub"` per connection.
         connections: Vec<String>,

@@ -96,7 +96,7 @@ pub enum PgError {
     #[error(
         "database {database:?} is not a Sourcegraph database (no migration_logs table and no \
          legacy schema_migrations table); to back it up as a generic PostgreSQL database, opt in \
-         with allow_generic (ProbeOptions {{ allow_generic: true }})"
+         (command line: `--allow-generic`; library: `ProbeOptions {{ allow_generic: true }}`)"
     )]
     NotSourcegraph {
         /// The database name.
@@ -148,8 +148,8 @@ pub enum PgError {
     /// The restore target already holds relations in the schemas being restored.
     #[error(
         "target database {database:?} is not empty: it already has {count} relation(s) in the \
-         schemas being restored (e.g. {examples}); restore into an empty database, or ask for \
-         clean_first to drop them"
+         schemas being restored (e.g. {examples}); restore into an empty database, or drop them \
+         first (command line: `--clean`; library: `PgImportOptions::clean_first`)"
     )]
     TargetNotEmpty {
         /// The target database name.
@@ -162,7 +162,8 @@ pub enum PgError {
     /// The target records another Sourcegraph version than the backup.
     #[error(
         "target database {database:?} records Sourcegraph version {target} but the backup was \
-         taken at version {backup}; refusing to restore over it (set force to override)"
+         taken at version {backup}; refusing to restore over it (override: `--force` \
+         on the command line, `PgImportOptions::force` in the library)"
     )]
     VersionMismatch {
         /// The target database name.

@@ -42,7 +42,7 @@ pub enum VolumeError {
     },
     /// The restore target holds files and overwriting was not asked for.
     #[error(
-        "volume {volume}: restore target {path} is not empty; refusing to restore into it without overwrite"
+        "volume {volume}: restore target {path} is not empty; refusing to restore into it without overwriting (command line: `--clean`; library: `VolumeStore::overwrite`)"
     )]
     TargetNotEmpty {
         /// The volume id.
