@@ -16,15 +16,18 @@ pub enum CoreError {
         reason: String,
     },
     /// An object store operation failed.
-    #[error("object store {operation} failed for {path}")]
+    #[error("object store {operation} failed for {path}: {reason}")]
     ObjectStore {
         /// What was attempted (put, get, list, ...).
         operation: &'static str,
         /// The object path.
         path: String,
-        /// The underlying error.
-        #[source]
-        source: object_store::Error,
+        /// The object store's error with its causes, secrets masked
+        /// ([`redact_text`](crate::redact::redact_text)): object_store's messages can carry
+        /// signed URLs and keys, so the error itself is not kept.
+        reason: String,
+        /// Whether the object did not exist.
+        not_found: bool,
     },
     /// A backup has no manifest: it was never committed.
     #[error("backup {backup} is incomplete: it has no manifest.json (it was never committed)")]
@@ -39,6 +42,20 @@ pub enum CoreError {
         backup: String,
         /// The repository location.
         location: String,
+    },
+    /// The newest backup's manifest cannot be read, so "the latest backup" is unknown.
+    #[error(
+        "the newest backup {backup} cannot be read: {reason}; refusing to pick an older one \
+         silently: name the backup to use with `--backup ID`{}",
+        newest_readable.as_ref().map(|id| format!(" (the newest readable one is {id})")).unwrap_or_default()
+    )]
+    NewestUnreadable {
+        /// The unreadable backup.
+        backup: String,
+        /// Why it cannot be read.
+        reason: String,
+        /// The newest backup that can be read, if any.
+        newest_readable: Option<String>,
     },
     /// The repository has no complete backup.
     #[error("no complete backup under {location}")]
@@ -137,10 +154,22 @@ impl CoreError {
         path: impl Into<String>,
         source: object_store::Error,
     ) -> Self {
+        let not_found = matches!(source, object_store::Error::NotFound { .. });
+        let mut reason = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+            cause = c.source();
+        }
         CoreError::ObjectStore {
             operation,
-            path: path.into(),
-            source,
+            path: crate::redact::redact_text(&path.into()),
+            reason: crate::redact::redact_text(&reason),
+            not_found,
         }
     }
 }

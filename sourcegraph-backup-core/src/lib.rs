@@ -40,6 +40,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod redact;
 pub mod repository;
 pub mod store;
 

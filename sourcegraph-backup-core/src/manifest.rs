@@ -175,7 +175,14 @@ impl BackupManifest {
             });
         }
         let mut seen = std::collections::BTreeSet::new();
+        let mut store_ids = std::collections::BTreeSet::new();
         for store in &manifest.stores {
+            if !store_ids.insert(store.id.as_str()) {
+                return Err(CoreError::MalformedManifest {
+                    backup: backup.into(),
+                    reason: format!("store {} is listed twice", store.id),
+                });
+            }
             for a in &store.artifacts {
                 if a.store() != store.id || !seen.insert(a.path.as_str()) {
                     return Err(CoreError::MalformedManifest {

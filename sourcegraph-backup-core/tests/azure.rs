@@ -44,8 +44,12 @@ async fn blocks_round_trip_verify_and_name_a_changed_artifact() {
         b"abcdef",
     )
     .await;
-    // An abandoned backup next to it: listed as incomplete, never as complete.
-    let abandoned = repo.start_backup(BackupOption::AllData);
+    // An abandoned backup next to it: listed as incomplete, never as complete. Its writer
+    // goes away below and its (short) lease lapses, as a killed process's would.
+    let abandoned = repo
+        .clone()
+        .with_lease_duration(std::time::Duration::from_millis(600))
+        .start_backup(BackupOption::AllData);
     abandoned
         .artifact("vol", "x.txt", ArtifactOptions::plain("text/plain"))
         .await
@@ -80,8 +84,15 @@ async fn blocks_round_trip_verify_and_name_a_changed_artifact() {
     let report = repo.verify(w.id()).await.unwrap();
     assert_eq!(problem_paths(&report), [("vol/small.txt", false)]);
 
-    assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned.id()]);
-    assert_nothing_under(&repo, &format!("backups/{}", abandoned.id())).await;
+    let abandoned_id = abandoned.id().to_string();
+    assert!(
+        repo.clean_incomplete().await.unwrap().is_empty(),
+        "its lease lives"
+    );
+    drop(abandoned);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned_id.as_str()]);
+    assert_nothing_under(&repo, &format!("backups/{abandoned_id}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,8 +193,12 @@ async fn list_shows_complete_backups_only_and_incomplete_ones_can_be_cleaned() {
     .await
     .unwrap();
 
-    // Never committed: one artifact finished, one abandoned mid-multipart.
-    let abandoned = repo.start_backup(BackupOption::AllData);
+    // Never committed: one artifact finished, one abandoned mid-multipart. Its writer goes
+    // away below and its (short) lease lapses, as a killed process's would.
+    let abandoned = repo
+        .clone()
+        .with_lease_duration(std::time::Duration::from_millis(600))
+        .start_backup(BackupOption::AllData);
     bytes_artifact(
         &abandoned,
         "vol",
@@ -223,16 +227,29 @@ async fn list_shows_complete_backups_only_and_incomplete_ones_can_be_cleaned() {
     );
     assert_eq!(listed[0].option, BackupOption::ConfigOnly);
     assert_eq!(repo.list_incomplete().await.unwrap(), [abandoned.id()]);
-    assert!(repo.list_all().await.unwrap().contains(&BackupState::Incomplete {
-        id: abandoned.id().into()
-    }));
+    let states = repo.list_all().await.unwrap();
+    let state = states
+        .iter()
+        .find(|s| matches!(s, BackupState::Incomplete { id, .. } if id == abandoned.id()));
+    assert!(
+        matches!(state, Some(BackupState::Incomplete { last_modified: Some(_), lease: Some(l), .. })
+            if l.backup_id == abandoned.id() && l.pid == std::process::id()),
+        "{states:?}"
+    );
     assert!(matches!(
         repo.open_backup(abandoned.id()).await,
         Err(CoreError::Incomplete { .. })
     ));
 
-    assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned.id()]);
-    assert_nothing_under(&repo, &format!("nested/prefix/{}", abandoned.id())).await;
+    let abandoned_id = abandoned.id().to_string();
+    assert!(
+        repo.clean_incomplete().await.unwrap().is_empty(),
+        "a running backup is kept"
+    );
+    drop(abandoned);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(repo.clean_incomplete().await.unwrap(), [abandoned_id.as_str()]);
+    assert_nothing_under(&repo, &format!("nested/prefix/{abandoned_id}")).await;
     assert!(repo.list_incomplete().await.unwrap().is_empty());
     assert!(repo.verify(done.id()).await.unwrap().is_ok());
 }
@@ -271,7 +288,9 @@ async fn server_dying_mid_upload_fails_the_backup_and_leaves_an_incomplete_prefi
     let s3 = bucket("cut").await;
     // The connection to the server dies after 8 MiB went up: inside the big store's artifact.
     let proxy = CuttingProxy::start(s3.addr(), 8 * MIB as u64).await.unwrap();
-    let through_proxy = repo_at(&proxy.endpoint(), "cut", "sg");
+    // A short lease: the writer's process is modelled as gone once the backup failed.
+    let lease = Duration::from_millis(600);
+    let through_proxy = repo_at(&proxy.endpoint(), "cut", "sg").with_lease_duration(lease);
     let (plan, stores) = plan_with_big_store(24 * MIB);
     // One store at a time and the big one last, so the cut hits it and nothing else.
     let order = stores.iter().skip(1).chain(stores.iter().take(1));
@@ -297,6 +316,7 @@ async fn server_dying_mid_upload_fails_the_backup_and_leaves_an_incomplete_prefi
         repo.open_latest().await,
         Err(CoreError::NoBackups { .. })
     ));
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
     assert_eq!(repo.clean_incomplete().await.unwrap(), incomplete);
     assert_nothing_under(&repo, "sg").await;
 }

@@ -27,7 +27,7 @@ pub(super) fn open(location: &str) -> Result<BackupRepository, CoreError> {
         }
         "memory" => Ok(BackupRepository::in_memory()),
         "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
-            let (store, prefix) = cloud(&url).map_err(|e| err(e.to_string()))?;
+            let (store, prefix) = cloud(&url).map_err(|e| err(crate::redact::redact_text(&e.to_string())))?;
             Ok(BackupRepository::from_store(store, prefix, redact(location)))
         }
         other => Err(err(format!(
@@ -41,15 +41,13 @@ pub(super) fn local(dir: &std::path::Path) -> Result<BackupRepository, CoreError
         location: dir.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    super::private::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| err(e.to_string()))?
         .with_automatic_cleanup(true);
-    Ok(BackupRepository::from_store(
-        Arc::new(store),
-        Path::default(),
-        dir.display().to_string(),
-    ))
+    let mut repo = BackupRepository::from_store(Arc::new(store), Path::default(), dir.display().to_string());
+    repo.local_root = Some(std::path::absolute(dir).map_err(|e| err(e.to_string()))?);
+    Ok(repo)
 }
 
 /// Builds a cloud store the way `object_store` reads credentials: from the
@@ -76,19 +74,8 @@ fn cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error>
     Ok((store, path))
 }
 
-/// Drops any userinfo from a URL so a location never shows a secret.
+/// A location as it may be shown: no userinfo, no query string (see
+/// [`redact_location`](crate::redact::redact_location)).
 pub(crate) fn redact(location: &str) -> String {
-    match Url::parse(location) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Ok(u) => {
-            let mut u = u;
-            u.set_query(None);
-            u.to_string()
-        }
-        Err(_) => "<unparseable location>".into(),
-    }
+    crate::redact::redact_location(location)
 }

@@ -6,7 +6,9 @@
 //! <prefix>/<backup-id>/<store-id>/<artifact-name> streamed in, size and sha256 on the fly
 //! ```
 
+mod lease;
 mod location;
+mod private;
 mod reader;
 mod verify;
 mod writer;
@@ -24,7 +26,9 @@ use crate::manifest::{BackupManifest, MANIFEST_FILE};
 use crate::plan::BackupOption;
 use crate::store::StoreKind;
 
-pub use reader::{ArtifactReader, BackupReader};
+pub use lease::{Lease, DEFAULT_LEASE_DURATION, LEASE_FILE};
+pub use private::make_file_private;
+pub use reader::{ArtifactReader, BackupReader, SMALL_ARTIFACT_LIMIT};
 pub use verify::{ArtifactProblem, VerifyReport};
 pub use writer::{ArtifactOptions, ArtifactWriter, BackupWriter, BlockingArtifactWriter, StoreSection};
 
@@ -32,12 +36,21 @@ pub use writer::{ArtifactOptions, ArtifactWriter, BackupWriter, BlockingArtifact
 /// two at a time, so an artifact in flight holds at most a few parts.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// The largest manifest read: about 200,000 artifact records (one is about 300 bytes); the
+/// largest Sourcegraph backups hold tens of thousands.
+const MANIFEST_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// A place holding backups: a prefix in an object store.
 #[derive(Clone)]
 pub struct BackupRepository {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     location: String,
+    /// The directory of a local repository (files and directories made private, artifacts
+    /// checked not to lead outside it).
+    local_root: Option<std::path::PathBuf>,
+    /// How long a running backup's lease lasts without renewal.
+    lease_duration: std::time::Duration,
 }
 
 impl std::fmt::Debug for BackupRepository {
@@ -67,13 +80,19 @@ pub struct BackupSummary {
 
 /// The state of a backup prefix.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub enum BackupState {
     /// Committed: the manifest is present and valid.
     Complete(BackupSummary),
-    /// No manifest: never committed (interrupted or failed); can be cleaned up.
+    /// No manifest: in progress (its lease lives) or abandoned (interrupted or failed; `clean`
+    /// removes it).
     Incomplete {
         /// The backup id.
         id: String,
+        /// When its newest object was written.
+        last_modified: Option<DateTime<Utc>>,
+        /// The lease of the backup writing it, if one is recorded.
+        lease: Option<Lease>,
     },
     /// A manifest exists but cannot be read.
     Unreadable {
@@ -113,7 +132,21 @@ impl BackupRepository {
             store,
             prefix,
             location: location.into(),
+            local_root: None,
+            lease_duration: DEFAULT_LEASE_DURATION,
         }
+    }
+
+    /// Sets how long a running backup's lease lasts without renewal (renewed every third of
+    /// it): `clean` leaves an incomplete backup alone while its lease lives.
+    pub fn with_lease_duration(mut self, duration: std::time::Duration) -> Self {
+        self.lease_duration = duration;
+        self
+    }
+
+    /// The directory of a local repository, `None` for object stores.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// The location, for messages.
@@ -167,14 +200,21 @@ impl BackupRepository {
         for id in ids {
             out.push(match self.read_manifest(&id).await {
                 Ok(m) => BackupState::Complete(summary(&m)),
-                Err(CoreError::Incomplete { .. }) => BackupState::Incomplete { id },
-                Err(e @ (CoreError::MalformedManifest { .. } | CoreError::UnsupportedFormat { .. })) => {
-                    BackupState::Unreadable {
+                Err(CoreError::Incomplete { .. }) => {
+                    let lease = lease::get(&self.store, &self.object_path(&id, LEASE_FILE)).await?;
+                    let last_modified = self.last_modified(&id).await?;
+                    BackupState::Incomplete {
                         id,
-                        reason: e.to_string(),
+                        last_modified,
+                        lease,
                     }
                 }
-                Err(e) => return Err(e),
+                // Whatever keeps a manifest from being read (malformed, from a newer release,
+                // unreadable file) is reported against that backup, not the whole listing.
+                Err(e) => BackupState::Unreadable {
+                    id,
+                    reason: e.to_string(),
+                },
             });
         }
         // Newest first by start time; the id breaks ties.
@@ -195,26 +235,68 @@ impl BackupRepository {
             .collect())
     }
 
-    /// Ids of backups that were never committed.
+    /// Ids of backups that were never committed (running ones included).
     pub async fn list_incomplete(&self) -> Result<Vec<String>, CoreError> {
         Ok(self
             .list_all()
             .await?
             .into_iter()
             .filter_map(|s| match s {
-                BackupState::Incomplete { id } => Some(id),
+                BackupState::Incomplete { id, .. } => Some(id),
                 _ => None,
             })
             .collect())
     }
 
-    /// Deletes every incomplete backup and returns their ids.
+    /// Deletes every incomplete backup that no running backup owns (no live lease) and
+    /// returns their ids; running ones are left alone.
     pub async fn clean_incomplete(&self) -> Result<Vec<String>, CoreError> {
-        let ids = self.list_incomplete().await?;
-        for id in &ids {
-            self.delete_objects(id).await?;
+        let now = Utc::now();
+        let mut removed = Vec::new();
+        for state in self.list_all().await? {
+            if let BackupState::Incomplete { id, lease, .. } = state {
+                if lease.is_some_and(|l| l.is_live(now)) {
+                    continue;
+                }
+                self.delete_incomplete(&id).await?;
+                removed.push(id);
+            }
         }
-        Ok(ids)
+        Ok(removed)
+    }
+
+    /// Deletes every object of a backup that has no manifest; in a local repository also the
+    /// partial files an interrupted upload leaves, which object listings do not show.
+    pub(crate) async fn delete_incomplete(&self, id: &str) -> Result<(), CoreError> {
+        check_backup_id(id, self)?;
+        self.delete_objects(id).await?;
+        if let Some(root) = &self.local_root {
+            let dir = root.join(id);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CoreError::Codec {
+                        operation: "removal",
+                        path: dir.display().to_string(),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// When the newest object of a backup was written.
+    async fn last_modified(&self, id: &str) -> Result<Option<DateTime<Utc>>, CoreError> {
+        let prefix = self.backup_prefix(id);
+        self.store
+            .list(Some(&prefix))
+            .try_fold(None, |newest: Option<DateTime<Utc>>, m| async move {
+                Ok(Some(newest.map_or(m.last_modified, |n| n.max(m.last_modified))))
+            })
+            .await
+            .map_err(|e| CoreError::store("list", prefix.to_string(), e))
     }
 
     /// Deletes a backup: the manifest first, so it stops being restorable
@@ -251,6 +333,15 @@ impl BackupRepository {
         check_backup_id(id, self)?;
         let path = self.object_path(id, MANIFEST_FILE);
         let bytes = match self.store.get(&path).await {
+            Ok(r) if r.meta.size > MANIFEST_LIMIT => {
+                return Err(CoreError::MalformedManifest {
+                    backup: id.into(),
+                    reason: format!(
+                        "it is {} bytes, more than the {MANIFEST_LIMIT} bytes a manifest may have",
+                        r.meta.size
+                    ),
+                })
+            }
             Ok(r) => r
                 .bytes()
                 .await
@@ -277,17 +368,30 @@ impl BackupRepository {
         }
     }
 
-    /// Opens the newest complete backup.
+    /// Opens the newest complete backup. Refuses when a newer backup has a manifest that
+    /// cannot be read: silently restoring an older one would restore the wrong data.
     pub async fn open_latest(&self) -> Result<BackupReader, CoreError> {
-        let newest = self
-            .list()
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| CoreError::NoBackups {
-                location: self.location.clone(),
-            })?;
-        self.open_backup(&newest.id).await
+        let states = self.list_all().await?;
+        let readable = states.iter().find_map(|s| match s {
+            BackupState::Complete(c) => Some(c.id.clone()),
+            _ => None,
+        });
+        for state in &states {
+            match state {
+                BackupState::Complete(c) => return self.open_backup(&c.id).await,
+                BackupState::Unreadable { id, reason } => {
+                    return Err(CoreError::NewestUnreadable {
+                        backup: id.clone(),
+                        reason: reason.clone(),
+                        newest_readable: readable,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Err(CoreError::NoBackups {
+            location: self.location.clone(),
+        })
     }
 
     async fn has_objects(&self, id: &str) -> Result<bool, CoreError> {
@@ -312,8 +416,16 @@ impl BackupRepository {
 fn sort_key(s: &BackupState) -> (Option<DateTime<Utc>>, &str) {
     match s {
         BackupState::Complete(c) => (Some(c.created_at), c.id.as_str()),
-        BackupState::Incomplete { id } | BackupState::Unreadable { id, .. } => (None, id.as_str()),
+        BackupState::Incomplete { id, .. } | BackupState::Unreadable { id, .. } => (id_time(id), id.as_str()),
     }
+}
+
+/// The start time a generated backup id begins with (`20261126T004000.123Z-7f3a`).
+fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    let stamp = id.get(..19)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 fn summary(m: &BackupManifest) -> BackupSummary {

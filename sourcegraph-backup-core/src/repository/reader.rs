@@ -20,6 +20,12 @@ use crate::manifest::{ArtifactRecord, BackupManifest, Compression};
 
 const RAW_DEPTH: usize = 4;
 const DECODED_CHUNK: usize = 1024 * 1024;
+/// The most [`ArtifactReader::read_to_end`] holds in memory, whatever a manifest records:
+/// the small artifacts read whole (a schema, a configuration document) are far below it.
+pub const SMALL_ARTIFACT_LIMIT: u64 = 64 * 1024 * 1024;
+/// zstd's default window limit (128 MiB), set explicitly: a frame asking for a larger
+/// window is refused instead of allocating it. The writer never asks for more.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// A committed backup opened for reading.
 #[derive(Debug, Clone)]
@@ -82,9 +88,13 @@ impl ArtifactReader {
         let store = self.repo.store.clone();
         let object = self.repo.object_path(&self.backup, &self.record.path);
         let record = self.record.clone();
+        let local_root = self.repo.local_root.clone();
         tokio::spawn(async move {
             let path = record.path.clone();
             let result = async {
+                if let Some(root) = &local_root {
+                    inside_local_repository(root, &object, &path).await?;
+                }
                 let get = match store.get(&object).await {
                     Ok(g) => g,
                     Err(object_store::Error::NotFound { .. }) => {
@@ -137,7 +147,11 @@ impl ArtifactReader {
         };
         match self.record.compression {
             Compression::None => Box::new(raw),
-            Compression::Zstd { .. } => Box::new(ZstdRead::new(raw, self.record.path.clone())),
+            Compression::Zstd { .. } => Box::new(ZstdRead::new(
+                raw,
+                self.record.path.clone(),
+                self.record.uncompressed_size,
+            )),
         }
     }
 
@@ -166,8 +180,19 @@ impl ArtifactReader {
         rx
     }
 
-    /// Reads the whole decompressed artifact; for small artifacts only.
+    /// Reads the whole decompressed artifact; for small artifacts only: one whose manifest
+    /// records more than [`SMALL_ARTIFACT_LIMIT`] bytes is refused before anything is read.
     pub async fn read_to_end(self) -> Result<Bytes, CoreError> {
+        if self.record.uncompressed_size > SMALL_ARTIFACT_LIMIT {
+            return Err(corrupt(
+                &self.record.path,
+                format!(
+                    "the manifest records {} bytes, more than the {SMALL_ARTIFACT_LIMIT} bytes an \
+                     artifact read into memory may have",
+                    self.record.uncompressed_size
+                ),
+            ));
+        }
         let mut rx = self.into_chunks();
         let mut out = Vec::new();
         while let Some(chunk) = rx.recv().await {
@@ -183,6 +208,40 @@ impl ArtifactReader {
             item?;
         }
         Ok(())
+    }
+}
+
+/// Refuses an artifact of a local repository that resolves (through a symlink) to a file
+/// outside the repository's directory.
+async fn inside_local_repository(
+    root: &std::path::Path,
+    object: &object_store::path::Path,
+    path: &str,
+) -> Result<(), CoreError> {
+    let file = object
+        .parts()
+        .fold(root.to_path_buf(), |p, part| p.join(part.as_ref()));
+    let (resolved, root) =
+        match tokio::try_join!(tokio::fs::canonicalize(&file), tokio::fs::canonicalize(root)) {
+            Ok(both) => both,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CoreError::MissingArtifact { path: path.into() })
+            }
+            Err(e) => {
+                return Err(CoreError::Codec {
+                    operation: "read",
+                    path: path.into(),
+                    source: e,
+                })
+            }
+        };
+    if resolved.starts_with(&root) {
+        Ok(())
+    } else {
+        Err(corrupt(
+            path,
+            "it is a symbolic link that leads out of the repository; refusing to read it".into(),
+        ))
     }
 }
 
@@ -345,16 +404,27 @@ impl Read for RawRead {
 }
 
 /// zstd-decoded reader that drains the raw stream at the end, so trailing
-/// bytes and the final checksum are always checked.
+/// bytes and the final checksum are always checked, and that stops as soon as
+/// the output passes the size the manifest records (a decompression bomb).
 struct ZstdRead {
     decoder: Option<zstd::stream::read::Decoder<'static, std::io::BufReader<RawRead>>>,
     path: String,
+    decoded: u64,
+    limit: u64,
 }
 
 impl ZstdRead {
-    fn new(raw: RawRead, path: String) -> Self {
-        let decoder = zstd::stream::read::Decoder::new(raw).ok();
-        ZstdRead { decoder, path }
+    fn new(raw: RawRead, path: String, limit: u64) -> Self {
+        let decoder = zstd::stream::read::Decoder::new(raw).ok().and_then(|mut d| {
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX).ok()?;
+            Some(d)
+        });
+        ZstdRead {
+            decoder,
+            path,
+            decoded: 0,
+            limit,
+        }
     }
 }
 
@@ -382,6 +452,16 @@ impl Read for ZstdRead {
                 }),
             }
         })?;
+        self.decoded += n as u64;
+        if self.decoded > self.limit {
+            return Err(std::io::Error::other(CoreError::CorruptArtifact {
+                path: self.path.clone(),
+                problem: format!(
+                    "decodes to more than the {} bytes the manifest records (stopped there)",
+                    self.limit
+                ),
+            }));
+        }
         if n == 0 && !buf.is_empty() {
             decoder.get_mut().get_mut().drain()?;
         }

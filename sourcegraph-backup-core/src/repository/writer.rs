@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::lease::{self, LEASE_FILE};
 use super::{validate_relative_path, BackupRepository, PART_SIZE};
 use crate::error::CoreError;
 use crate::manifest::{
@@ -90,6 +91,12 @@ struct WriterState {
     option: BackupOption,
     /// Every artifact path reserved, with its record once finished.
     artifacts: Mutex<BTreeMap<String, Option<ArtifactRecord>>>,
+    /// Set once the backup's directory is private and its lease written.
+    started: tokio::sync::OnceCell<()>,
+    /// Ends the lease renewal (commit or abort).
+    stop_renewal: tokio::sync::watch::Sender<bool>,
+    /// Set by `abort`: nothing more may be written or committed.
+    aborted: std::sync::atomic::AtomicBool,
 }
 
 impl BackupWriter {
@@ -106,8 +113,71 @@ impl BackupWriter {
                 created_at,
                 option,
                 artifacts: Mutex::new(BTreeMap::new()),
+                started: tokio::sync::OnceCell::new(),
+                stop_renewal: tokio::sync::watch::channel(false).0,
+                aborted: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Before the first write: makes a local backup's directory private and takes the lease
+    /// (renewed until commit or abort) that keeps `clean` away from a running backup.
+    async fn ensure_started(&self) -> Result<(), CoreError> {
+        if self.inner.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CoreError::Abandoned {
+                path: self.inner.id.clone(),
+                reason: "the backup was aborted".into(),
+            });
+        }
+        self.inner
+            .started
+            .get_or_try_init(|| async {
+                let repo = &self.inner.repo;
+                if let Some(root) = repo.local_root.clone() {
+                    let dir = root.join(&self.inner.id);
+                    tokio::task::spawn_blocking(move || super::private::create_private_dir(&dir))
+                        .await
+                        .map_err(|e| CoreError::Abandoned {
+                            path: self.inner.id.clone(),
+                            reason: e.to_string(),
+                        })?
+                        .map_err(|source| CoreError::Codec {
+                            operation: "directory creation",
+                            path: self.inner.id.clone(),
+                            source,
+                        })?;
+                }
+                let path = repo.object_path(&self.inner.id, LEASE_FILE);
+                lease::put(&repo.store, &path, &self.inner.id, repo.lease_duration).await?;
+                lease::spawn_renewal(
+                    Arc::downgrade(&self.inner),
+                    repo.store.clone(),
+                    path,
+                    self.inner.id.clone(),
+                    repo.lease_duration,
+                    self.inner.stop_renewal.subscribe(),
+                );
+                Ok::<(), CoreError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends the lease: stops renewing it and deletes it.
+    async fn release_lease(&self) {
+        let _ = self.inner.stop_renewal.send(true);
+        let path = self.inner.repo.object_path(&self.inner.id, LEASE_FILE);
+        let _ = self.inner.repo.store.delete(&path).await;
+    }
+
+    /// Abandons the backup and deletes everything it wrote (artifacts, partial uploads, its
+    /// lease). Writers still streaming fail; the backup can no longer be committed.
+    pub async fn abort(&self) -> Result<(), CoreError> {
+        self.inner
+            .aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.inner.stop_renewal.send(true);
+        self.inner.repo.delete_incomplete(&self.inner.id).await
     }
 
     /// The backup id.
@@ -137,6 +207,7 @@ impl BackupWriter {
             return Err(invalid("reserved or malformed".into()));
         }
         validate_relative_path(&path).map_err(invalid)?;
+        self.ensure_started().await?;
         {
             let mut reserved = lock(&self.inner.artifacts);
             if reserved.contains_key(&path) {
@@ -172,6 +243,7 @@ impl BackupWriter {
         source: SourceInfo,
         warnings: Vec<String>,
     ) -> Result<BackupManifest, CoreError> {
+        self.ensure_started().await?;
         let artifacts = lock(&self.inner.artifacts).clone();
         for (path, rec) in &artifacts {
             if rec.is_none() {
@@ -226,7 +298,29 @@ impl BackupWriter {
             .put(&path, PutPayload::from(json))
             .await
             .map_err(|e| CoreError::store("put", path.to_string(), e))?;
+        self.make_private(MANIFEST_FILE).await?;
+        self.release_lease().await;
         Ok(manifest)
+    }
+
+    /// In a local repository, makes a written file `0600` and its directories `0700`.
+    async fn make_private(&self, relative: &str) -> Result<(), CoreError> {
+        let Some(root) = self.inner.repo.local_root.clone() else {
+            return Ok(());
+        };
+        let base = root.join(&self.inner.id);
+        let rel = relative.to_string();
+        tokio::task::spawn_blocking(move || super::private::make_private(&base, &rel))
+            .await
+            .map_err(|e| CoreError::Abandoned {
+                path: relative.into(),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| CoreError::Codec {
+                operation: "permission change",
+                path: relative.into(),
+                source,
+            })
     }
 }
 
@@ -572,6 +666,7 @@ async fn upload(
     };
     match outcome {
         Ok(record) => {
+            backup.make_private(&record.path).await?;
             backup.record(record.clone());
             Ok(record)
         }
