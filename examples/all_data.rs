@@ -22,7 +22,7 @@ use cli::{instance, Error, Usage};
 use sourcegraph_backup::core::catalog::volume_for_name;
 use sourcegraph_backup::core::plan::{PlannedStore, VolumeMethod};
 use sourcegraph_backup::core::{
-    plan, BackupManifest, BackupOption, Decision, Deployment, Plan, PlanRequest, StoreKind,
+    BackupManifest, BackupOption, Decision, Deployment, Plan, PlanRequest, StoreKind,
 };
 use sourcegraph_backup::volumes::{VolumePreset, DOCKER_VOLUMES_ROOT};
 
@@ -42,7 +42,8 @@ struct Cli {
 enum Command {
     /// Back up databases, configuration and volumes into DEST.
     Backup(BackupArgs),
-    /// Restore a backup: databases, then configuration, then volumes into empty directories.
+    /// Restore a backup: databases, then configuration (into --config-db or --config-files
+    /// when given), then volumes into empty directories.
     Restore(RestoreArgs),
     /// Re-read every artifact of a backup and check its size and SHA-256.
     Verify(VerifyArgs),
@@ -137,9 +138,9 @@ async fn backup(args: BackupArgs) -> Result<bool, Error> {
     request.external = args.plan.externals.external.iter().cloned().collect();
     request.skip_recreatable = args.plan.skip_recreatable;
     request.databases_stopped = args.plan.databases_stopped;
-    let mut plan = plan(&request);
-    let mut stores = instance::backup_stores(&args.pg, &plan)?;
+    let (mut plan, mut stores) = instance::backup_plan(&args.pg, request)?;
     stores.extend(volume_stores(&args, &mut plan, deployment)?);
+    instance::nothing_to_back_up(&plan)?;
     let summary = cli::backup(&args.pg.to.to, plan, stores, args.pg.jobs.get()).await?;
     summary.print(args.pg.output.json);
     Ok(true)
@@ -153,8 +154,8 @@ fn volume_targets(args: &RestoreArgs, manifest: &BackupManifest) -> Result<Vec<S
         .map_or(Deployment::DockerCompose, |p| p.request.deployment);
     let tuning = Tuning {
         jobs: args.pg.jobs.get(),
-        allow_generic: false,
         overwrite: args.pg.clean.clean,
+        ..Tuning::default()
     };
     let mut out = Vec::new();
     for (name, path) in &args.volumes.volumes {
@@ -168,11 +169,11 @@ fn volume_targets(args: &RestoreArgs, manifest: &BackupManifest) -> Result<Vec<S
 
 async fn restore(args: RestoreArgs) -> Result<bool, Error> {
     let backup = cli::open_backup(&args.pg.from.from, args.pg.pick.backup.as_deref()).await?;
-    let mut stores = instance::restore_stores(&args.pg, backup.manifest())?;
+    let mut targets = instance::restore_targets(&args.pg, &backup)?;
     if !args.pg.dry_run.dry_run {
-        stores.extend(volume_targets(&args, backup.manifest())?);
+        targets.stores.extend(volume_targets(&args, backup.manifest())?);
     }
-    let summary = cli::restore(backup, stores, args.pg.jobs.get(), args.pg.dry_run.dry_run).await?;
+    let summary = cli::restore(backup, targets, args.pg.jobs.get(), args.pg.dry_run.dry_run).await?;
     summary.print(args.pg.output.json);
     Ok(true)
 }

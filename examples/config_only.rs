@@ -108,7 +108,11 @@ async fn backup(args: BackupArgs) -> Result<bool, Error> {
 async fn restore(args: RestoreArgs) -> Result<bool, Error> {
     let store = config_store(&args.place, args.dry_run.dry_run)?;
     let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
-    let summary = cli::restore(backup, vec![store], args.jobs.get(), args.dry_run.dry_run).await?;
+    let targets = cli::Targets {
+        stores: vec![store],
+        ..cli::Targets::default()
+    };
+    let summary = cli::restore(backup, targets, args.jobs.get(), args.dry_run.dry_run).await?;
     summary.print(args.output.json);
     Ok(true)
 }

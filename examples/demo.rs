@@ -232,18 +232,18 @@ impl Demo {
             ..Tuning::default()
         };
         let mut targets = Vec::new();
+        let mut reasons = std::collections::BTreeMap::new();
         if databases {
             for (role, db, _) in DATABASES {
                 let name = format!("{prefix}_{db}");
                 self.dst.create_database(&name).await?;
                 targets.push(stores::database(role, conn(&self.dst, &name)?, tuning));
             }
-            // Configuration lands on top of the restored main database.
-            targets.push(stores::config(
-                ConfigPlace::Database(Box::new(conn(&self.dst, &format!("{prefix}_sg"))?)),
-                false,
-                true,
-            )?);
+            // The restored main database already holds the configuration: it is not re-applied.
+            reasons.insert(
+                "config".to_string(),
+                "the restored main database already holds it".to_string(),
+            );
         } else {
             // Configuration only: onto the instance restored by the all-Postgres run,
             // after an administrator changed its site configuration there.
@@ -268,6 +268,11 @@ impl Demo {
                 tuning,
             ));
         }
+        let targets = cli::Targets {
+            stores: targets,
+            reasons,
+            ..cli::Targets::default()
+        };
         let restore = cli::restore(reader, targets, 4, false).await?;
         self.summaries.push((label, backup, restore));
 

@@ -17,11 +17,14 @@ use clap::{Args, Parser, Subcommand};
 use cli::args::{Externals, ListArgs, PgBackupArgs, PgRestoreArgs, VerifyArgs};
 use cli::instance;
 use cli::Error;
-use sourcegraph_backup::core::{plan, BackupOption, Deployment, PlanRequest};
+use sourcegraph_backup::core::{BackupOption, Deployment, PlanRequest};
 
 /// Back up and restore Sourcegraph's PostgreSQL databases (main, code intelligence,
-/// code insights) and the configuration they hold. Configuration is read from and
-/// restored into the --pgsql database unless --config-db or --config-files says otherwise.
+/// code insights) and the configuration they hold. A backup takes the databases it is
+/// given (--pgsql is required unless marked --external; the others are left out when not
+/// given). Configuration is read from the --pgsql database unless --config-db or
+/// --config-files says otherwise; a restore leaves it in the restored main database (its
+/// dump holds it) and applies it only to a --config-db or --config-files target.
 #[derive(Parser)]
 #[command(name = "postgres_only", version)]
 struct Cli {
@@ -33,7 +36,8 @@ struct Cli {
 enum Command {
     /// Back up the databases into DEST.
     Backup(BackupArgs),
-    /// Restore a backup into empty databases (restored in parallel), then the configuration.
+    /// Restore a backup into empty databases (restored in parallel), then the configuration
+    /// into --config-db or --config-files when given.
     Restore(PgRestoreArgs),
     /// Re-read every artifact of a backup and check its size and SHA-256.
     Verify(VerifyArgs),
@@ -52,8 +56,8 @@ struct BackupArgs {
 async fn backup(args: BackupArgs) -> Result<bool, Error> {
     let mut request = PlanRequest::new(BackupOption::AllPostgres, Deployment::DockerCompose);
     request.external = args.externals.external.iter().cloned().collect();
-    let plan = plan(&request);
-    let stores = instance::backup_stores(&args.pg, &plan)?;
+    let (plan, stores) = instance::backup_plan(&args.pg, request)?;
+    instance::nothing_to_back_up(&plan)?;
     let summary = cli::backup(&args.pg.to.to, plan, stores, args.pg.jobs.get()).await?;
     summary.print(args.pg.output.json);
     Ok(true)
@@ -61,8 +65,8 @@ async fn backup(args: BackupArgs) -> Result<bool, Error> {
 
 async fn restore(args: PgRestoreArgs) -> Result<bool, Error> {
     let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
-    let stores = instance::restore_stores(&args, backup.manifest())?;
-    let summary = cli::restore(backup, stores, args.jobs.get(), args.dry_run.dry_run).await?;
+    let targets = instance::restore_targets(&args, &backup)?;
+    let summary = cli::restore(backup, targets, args.jobs.get(), args.dry_run.dry_run).await?;
     summary.print(args.output.json);
     Ok(true)
 }

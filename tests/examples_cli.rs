@@ -317,6 +317,7 @@ async fn postgres_only_round_trip_is_identical() {
     let out = run_async("postgres_only", args).await;
     assert_eq!(out.status.code(), Some(0));
     let restored = stdout_json(&out);
+    // The databases; the configuration is in the restored main database already.
     assert_eq!(
         restored["stores"]
             .as_array()
@@ -324,7 +325,7 @@ async fn postgres_only_round_trip_is_identical() {
             .iter()
             .filter(|s| s["status"] == "restored")
             .count(),
-        4
+        3
     );
     assert_same_instance(&src, &dst).await;
 }
@@ -526,4 +527,440 @@ async fn all_data_round_trip_and_failures() {
         &["fsck", "--strict"],
         &restored.join("gitserver-0/github.com/acme/app/.git"),
     );
+}
+
+// ---- issue 10: the command line takes what the user gives ------------------
+
+fn rows(summary: &Value) -> &Vec<Value> {
+    summary["stores"].as_array().expect("stores")
+}
+
+/// The summary row of `store` (of kind `kind` when given: volumes and databases share names).
+fn row<'a>(summary: &'a Value, store: &str) -> &'a Value {
+    rows(summary)
+        .iter()
+        .find(|s| s["store"] == store && s["kind"] != "volume")
+        .unwrap_or_else(|| panic!("no row {store} in {summary}"))
+}
+
+fn status_and_reason(summary: &Value, store: &str) -> (String, String) {
+    let r = row(summary, store);
+    (
+        r["status"].as_str().unwrap_or_default().to_string(),
+        r["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn manifest(repo: &Path, id: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(repo.join(id).join("manifest.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_backs_up_the_databases_it_is_given() {
+    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
+    let (src, dst) = (src.unwrap(), dst.unwrap());
+    tokio::join!(load_instance(&src), create_empty(&dst));
+    let tmp = tempfile::tempdir().unwrap();
+    // --to a directory that does not exist yet, two levels deep: it is created.
+    let repo_dir = tmp.path().join("not/yet");
+    let repo = path(&repo_dir).to_string();
+
+    // Only the main database: the other two are left out, with their reason.
+    let out = run_async(
+        "postgres_only",
+        strings(&["backup", "--to", &repo, "--json", "--pgsql", &src.url("sg")]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(status_and_reason(&summary, "pgsql").0, "included");
+    assert_eq!(status_and_reason(&summary, "config").0, "included");
+    for db in ["codeintel-db", "codeinsights-db"] {
+        let (status, reason) = status_and_reason(&summary, db);
+        assert_eq!(status, "skipped", "{db}");
+        assert!(reason.starts_with("not given"), "{db}: {reason}");
+    }
+    assert!(
+        status_and_reason(&summary, "codeintel-db")
+            .1
+            .contains("code graph data is not recreatable"),
+        "the reason says what is lost"
+    );
+    // ... and in the manifest.
+    let id = summary["backup_id"].as_str().unwrap().to_string();
+    let m = manifest(&repo_dir, &id);
+    let planned = m["plan"]["stores"].as_array().unwrap();
+    for db in ["codeintel-db", "codeinsights-db"] {
+        let s = planned.iter().find(|s| s["id"] == db).unwrap();
+        assert_eq!(s["decision"], "skipped", "{s}");
+        assert!(s["reason"].as_str().unwrap().starts_with("not given"), "{s}");
+    }
+    assert_eq!(
+        m["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["config", "pgsql"]
+    );
+
+    // Restored: the configuration is not re-applied on top of the restored main database.
+    let out = run_async(
+        "postgres_only",
+        strings(&["restore", "--from", &repo, "--json", "--pgsql", &dst.url("sg")]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let restored = stdout_json(&out);
+    assert_eq!(status_and_reason(&restored, "pgsql").0, "restored");
+    let (status, reason) = status_and_reason(&restored, "config");
+    assert_eq!(status, "not-restored");
+    assert!(reason.contains("already holds it"), "{reason}");
+    let report = oracle::compare(&src, "sg", &dst, "sg").await.unwrap();
+    assert!(report.is_identical(), "{:?}", report.differences());
+
+    // Again into the now non-empty database: the message names the flag, not the library field.
+    let out = run_async(
+        "postgres_only",
+        strings(&["restore", "--from", &repo, "--pgsql", &dst.url("sg")]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`--clean`"), "{}", stderr(&out));
+
+    // Only codeintel: the main database is not recreatable, so leaving it out is an
+    // error that names the flags to add.
+    let out = run_async(
+        "postgres_only",
+        strings(&["backup", "--to", &repo, "--codeintel", &src.url("codeintel")]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--pgsql URL") && err.contains("--external pgsql"),
+        "{err}"
+    );
+    // With --external pgsql, the configuration (which lives in pgsql) is left out too.
+    let out = run_async(
+        "postgres_only",
+        strings(&[
+            "backup",
+            "--to",
+            &repo,
+            "--codeintel",
+            &src.url("codeintel"),
+            "--external",
+            "pgsql",
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |store: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{store} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("codeintel-db").ends_with("included"), "{text}");
+    assert!(line("config").contains("skipped: not given"), "{text}");
+    assert!(line("codeinsights-db").contains("skipped: not given"), "{text}");
+    assert!(line("pgsql").contains("skipped: marked external"), "{text}");
+    // Nothing left: a usage error.
+    let out = run_async(
+        "postgres_only",
+        strings(&["backup", "--to", &repo, "--external", "pgsql"]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nothing to back up"), "{}", stderr(&out));
+
+    // Not a Sourcegraph database: the message names the flag.
+    src.create_database("other").await.unwrap();
+    src.batch_execute("other", "CREATE TABLE t (id int primary key)")
+        .await
+        .unwrap();
+    let out = run_async(
+        "postgres_only",
+        strings(&[
+            "backup",
+            "--to",
+            &repo,
+            "--pgsql",
+            &src.url("other"),
+            "--external",
+            "config",
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`--allow-generic`"), "{}", stderr(&out));
+}
+
+/// The newest site configuration of `db`.
+async fn latest_site_config(cluster: &PgCluster, db: &str) -> String {
+    let client = cluster.connect(db).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT contents FROM critical_and_site_config WHERE type = 'site' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_restore_leaves_the_configuration_to_the_dump() {
+    let (src, dst) = tokio::join!(PgCluster::start(), PgCluster::start());
+    let (src, dst) = (src.unwrap(), dst.unwrap());
+    tokio::join!(load_instance(&src), create_empty(&dst));
+    // A stored site configuration that does not parse, as a real instance can hold.
+    src.batch_execute(
+        "sg",
+        "SELECT set_config('app.current_tenant', '1', false);
+         INSERT INTO critical_and_site_config (type, contents) VALUES ('site', '{\"externalURL\": ')",
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = path(tmp.path()).to_string();
+    let mut args = strings(&["backup", "--to", &repo, "--json"]);
+    args.extend(db_args(&src));
+    let out = run_async("postgres_only", args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout_json(&out)["backup_id"].as_str().unwrap().to_string();
+
+    // The dump holds the configuration: restoring the databases does not re-apply it.
+    let mut args = strings(&["restore", "--from", &repo, "--json"]);
+    args.extend(db_args(&dst));
+    let out = run_async("postgres_only", args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout_json(&out);
+    for db in ["pgsql", "codeintel-db", "codeinsights-db"] {
+        assert_eq!(status_and_reason(&summary, db).0, "restored", "{db}");
+    }
+    let (status, reason) = status_and_reason(&summary, "config");
+    assert_eq!(status, "not-restored");
+    assert!(reason.contains("already holds it"), "{reason}");
+    assert_same_instance(&src, &dst).await;
+
+    // Configuration into another database, asked for with --config-db: it fails after
+    // the databases are in. The summary shows both, and the error names the command
+    // that re-runs only the configuration.
+    for db in ["sg2", "codeintel2", "codeinsights2", "cfg"] {
+        dst.create_database(db).await.unwrap();
+    }
+    dst.execute_sql_file("cfg", &fixture("frontend.sql"))
+        .await
+        .unwrap();
+    let args = strings(&[
+        "restore",
+        "--from",
+        &repo,
+        "--json",
+        "--pgsql",
+        &dst.url("sg2"),
+        "--codeintel",
+        &dst.url("codeintel2"),
+        "--codeinsights",
+        &dst.url("codeinsights2"),
+        "--config-db",
+        &dst.url("cfg"),
+    ]);
+    let out = run_async("postgres_only", args).await;
+    assert_eq!(out.status.code(), Some(1));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["ok"], false);
+    for db in ["pgsql", "codeintel-db", "codeinsights-db"] {
+        assert_eq!(status_and_reason(&summary, db).0, "restored", "{db}");
+    }
+    let (status, reason) = status_and_reason(&summary, "config");
+    assert_eq!(status, "failed");
+    assert!(reason.contains("site configuration"), "{reason}");
+    let rerun = format!("config_only restore --from {repo} --backup {id} --config-db URL");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains(&rerun), "{error}");
+    assert!(stderr(&out).contains(&rerun), "{}", stderr(&out));
+    for db in ["sg", "codeintel", "codeinsights"] {
+        let report = oracle::compare(&src, db, &dst, &format!("{db}2")).await.unwrap();
+        assert!(report.is_identical(), "{db}: {:?}", report.differences());
+    }
+
+    // A failure that can be fixed: a --config-db without Sourcegraph's tables. After
+    // loading them, the command the error names restores the configuration alone.
+    src.batch_execute(
+        "sg",
+        "SELECT set_config('app.current_tenant', '1', false);
+         INSERT INTO critical_and_site_config (type, contents) VALUES ('site', '{\"externalURL\": \"https://fixed.example.com\"}')",
+    )
+    .await
+    .unwrap();
+    let out = run_async(
+        "postgres_only",
+        strings(&["backup", "--to", &repo, "--json", "--pgsql", &src.url("sg")]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout_json(&out)["backup_id"].as_str().unwrap().to_string();
+    for db in ["sg3", "later"] {
+        dst.create_database(db).await.unwrap();
+    }
+    let out = run_async(
+        "postgres_only",
+        strings(&[
+            "restore",
+            "--from",
+            &repo,
+            "--backup",
+            &id,
+            "--pgsql",
+            &dst.url("sg3"),
+            "--config-db",
+            &dst.url("later"),
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pgsql ") && l.ends_with("restored")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("config ") && l.contains("FAILED")),
+        "{text}"
+    );
+    let err = stderr(&out);
+    let command = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .and_then(|l| l.split_once("config_only restore "))
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| panic!("no re-run command in {err}"));
+    assert_eq!(command, format!("--from {repo} --backup {id} --config-db URL"));
+    dst.execute_sql_file("later", &fixture("frontend.sql"))
+        .await
+        .unwrap();
+    let mut args = strings(&["restore"]);
+    args.extend(command.split(' ').map(|w| {
+        if w == "URL" {
+            dst.url("later")
+        } else {
+            w.to_string()
+        }
+    }));
+    args.push("--json".into());
+    let out = run_async("config_only", args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(status_and_reason(&stdout_json(&out), "config").0, "restored");
+    assert_eq!(
+        latest_site_config(&dst, "later").await,
+        latest_site_config(&src, "sg").await
+    );
+
+    // A dry run still shows what the configuration of the --pgsql target would become,
+    // and changes nothing.
+    let out = run_async(
+        "postgres_only",
+        strings(&[
+            "restore",
+            "--from",
+            &repo,
+            "--backup",
+            &id,
+            "--dry-run",
+            "--json",
+            "--pgsql",
+            &dst.url("sg"),
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(status_and_reason(&summary, "config").0, "restored");
+    assert_eq!(status_and_reason(&summary, "pgsql").0, "not-restored");
+    let diffs = row(&summary, "config")["details"]["diffs"].as_array().unwrap();
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d["diff"].as_str().unwrap().contains("fixed.example.com")),
+        "{diffs:?}"
+    );
+    assert_eq!(
+        latest_site_config(&dst, "sg").await,
+        "{\"externalURL\": ",
+        "the dry run changed nothing"
+    );
+}
+
+#[test]
+fn all_data_backs_up_volumes_without_databases() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_gitserver(tmp.path());
+    let repo = path(&tmp.path().join("backups/new")).to_string();
+    let mut args = strings(&[
+        "backup",
+        "--to",
+        &repo,
+        "--json",
+        "--deployment",
+        "compose",
+        "--external",
+        "pgsql",
+        "--volume",
+    ]);
+    args.push(format!(
+        "gitserver-0={}",
+        tmp.path().join("gitserver-0").display()
+    ));
+    for v in OTHER_VOLUMES.iter().chain(&["redis-store", "prometheus-v2"]) {
+        args.extend(["--external".to_string(), v.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run("all_data", &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout_json(&out);
+    let volume = rows(&summary)
+        .iter()
+        .find(|s| s["store"] == "gitserver-0")
+        .unwrap();
+    assert_eq!(volume["status"], "included");
+    for store in ["config", "codeintel-db", "codeinsights-db"] {
+        let (status, reason) = status_and_reason(&summary, store);
+        assert_eq!(status, "skipped", "{store}");
+        assert!(reason.starts_with("not given"), "{store}: {reason}");
+    }
+
+    // Restoring into a directory that is not empty: the message names the flag.
+    let target = tmp.path().join("restored/gitserver-0");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("stray"), b"x").unwrap();
+    let spec = format!("gitserver-0={}", target.display());
+    let out = run("all_data", &["restore", "--from", &repo, "--volume", &spec]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`--clean`"), "{}", stderr(&out));
+    let out = run(
+        "all_data",
+        &["restore", "--from", &repo, "--volume", &spec, "--clean"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    git(&["fsck", "--strict"], &target.join("github.com/acme/app/.git"));
+}
+
+#[test]
+fn restore_offers_force_with_clean() {
+    for example in ["postgres_only", "all_data"] {
+        let text = String::from_utf8_lossy(&run(example, &["restore", "--help"]).stdout).into_owned();
+        assert!(text.contains("--force"), "{example} restore --help lacks --force");
+        // --force only means something with --clean.
+        let out = run(example, &["restore", "--from", "x", "--force"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("--clean"), "{}", stderr(&out));
+    }
 }

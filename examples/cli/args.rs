@@ -64,10 +64,10 @@ pub struct Databases {
     /// The main (frontend) database: postgres://USER[:PASSWORD]@HOST:PORT/DB?sslmode=...
     #[arg(long, value_name = "URL")]
     pub pgsql: Option<String>,
-    /// The code intelligence database.
+    /// The code intelligence database (backup: left out when not given).
     #[arg(long, value_name = "URL")]
     pub codeintel: Option<String>,
-    /// The code insights database.
+    /// The code insights database (backup: left out when not given).
     #[arg(long, value_name = "URL")]
     pub codeinsights: Option<String>,
     /// Read the databases from the environment Sourcegraph uses: PG* for the main
@@ -82,6 +82,8 @@ pub struct Databases {
 #[group(multiple = false)]
 pub struct ConfigArgs {
     /// The main database holding the configuration: postgres://USER[:PASSWORD]@HOST:PORT/DB.
+    /// A backup reads it from --pgsql without this; a restore of the databases applies it
+    /// only to a --config-db or --config-files target (the restored main database holds it).
     #[arg(long, value_name = "URL")]
     pub config_db: Option<String>,
     /// A directory of configuration files (site.json, global-settings.json,
@@ -93,7 +95,9 @@ pub struct ConfigArgs {
 /// `--dry-run` for configuration restores.
 #[derive(Args, Clone, Copy, Default)]
 pub struct DryRun {
-    /// Show what the configuration restore would change, and change nothing.
+    /// Show what the configuration restore would change, and change nothing: no database
+    /// is restored; the configuration is compared with --config-db, --config-files or, without
+    /// them, the --pgsql database as it is now.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -144,7 +148,7 @@ pub struct DbTuning {
     pub allow_generic: bool,
 }
 
-/// `--clean`: restoring into targets that are not empty.
+/// `--clean` and `--force`: restoring into targets that are not empty.
 #[derive(Args, Clone, Copy, Default)]
 pub struct Clean {
     /// Replace what the targets hold: drop the dumped schemas of a non-empty database
@@ -152,6 +156,10 @@ pub struct Clean {
     /// targets are refused.
     #[arg(long)]
     pub clean: bool,
+    /// With --clean, restore even over a database that records another Sourcegraph
+    /// version than the backup.
+    #[arg(long, requires = "clean")]
+    pub force: bool,
 }
 
 /// `verify`'s arguments.

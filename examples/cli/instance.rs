@@ -2,12 +2,12 @@
 //! `postgres_only` and `all_data`.
 
 use sourcegraph_backup::core::plan::unit_ids;
-use sourcegraph_backup::core::{BackupManifest, Plan, StoreKind};
+use sourcegraph_backup::core::{plan, BackupReader, Plan, PlanRequest, StoreKind};
 use sourcegraph_backup::pg::DatabaseRole;
 
 use super::args::{PgBackupArgs, PgRestoreArgs};
-use super::stores::{self, StoreHandle, Tuning};
-use super::{Error, Usage};
+use super::stores::{self, ConfigPlace, StoreHandle, Tuning};
+use super::{Error, Targets, Usage};
 
 fn flag_of(role: DatabaseRole) -> &'static str {
     match role {
@@ -17,59 +17,94 @@ fn flag_of(role: DatabaseRole) -> &'static str {
     }
 }
 
-/// The database and configuration stores the plan includes. Every included
-/// database needs a connection; configuration defaults to the main database.
-pub fn backup_stores(args: &PgBackupArgs, plan: &Plan) -> Result<Vec<StoreHandle>, Error> {
+/// Plans a backup of what the command line gives: a database without a
+/// connection (no URL option, no `--from-env`) and configuration without a
+/// source are left out of the plan with that reason, except what is not
+/// recreatable (the main database, the configuration while the main database
+/// is backed up): that is refused, naming the flag to add. Returns the plan
+/// and the stores it includes.
+pub fn backup_plan(args: &PgBackupArgs, mut request: PlanRequest) -> Result<(Plan, Vec<StoreHandle>), Error> {
     let tuning = Tuning {
         jobs: args.jobs.get(),
         allow_generic: args.tuning.allow_generic,
-        overwrite: false,
+        ..Tuning::default()
     };
-    let mut out = Vec::new();
+    let mut given = Vec::new();
     for role in DatabaseRole::ALL {
-        if !plan.includes(role.store_id()) {
-            continue;
-        }
         match stores::connection(&args.databases, role)? {
-            Some(conn) => out.push(stores::database(role, conn, tuning)),
+            Some(conn) => given.push((role, conn)),
             None => {
-                return Err(Usage(format!(
-                    "the backup includes {}: give {} URL or --from-env, or leave it out with --external {}",
-                    role.store_id(),
-                    flag_of(role),
-                    role.store_id()
-                ))
-                .into())
+                request.not_given.insert(role.store_id().to_string());
             }
+        }
+    }
+    let config = stores::config_place(&args.config, &args.databases)?;
+    if config.is_none() {
+        request.not_given.insert(unit_ids::CONFIG.to_string());
+    }
+    let plan = plan(&request);
+    let missing: Vec<String> = plan
+        .not_given()
+        .map(|s| match s.id.as_str() {
+            unit_ids::PGSQL => format!(
+                "{} (the main database, not recreatable): give --pgsql URL or --from-env, or leave it out with --external pgsql",
+                s.id
+            ),
+            unit_ids::CONFIG => format!(
+                "{} (the configuration, not recreatable): give --config-db URL or --config-files DIR, or leave it out with --external config",
+                s.id
+            ),
+            other => format!("{other}: give its location, or leave it out with --external {other}"),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(Usage(format!("the backup needs {}", missing.join("; "))).into());
+    }
+    let mut out = Vec::new();
+    for (role, conn) in given {
+        if plan.includes(role.store_id()) {
+            out.push(stores::database(role, conn, tuning));
         }
     }
     if plan.includes(unit_ids::CONFIG) {
-        match stores::config_place(&args.config, &args.databases)? {
+        if let Some(place) = config {
             // The database dumps carry the same ciphertext: so may the configuration store.
-            Some(place) => out.push(stores::config(place, false, true)?),
-            None => {
-                return Err(Usage(
-                    "the backup includes the configuration: give --config-db URL or --config-files DIR (or --pgsql)".into(),
-                )
-                .into())
-            }
+            out.push(stores::config(place, false, true)?);
         }
     }
-    Ok(out)
+    Ok((plan, out))
+}
+
+/// Says why nothing is backed up when the plan includes no store.
+pub fn nothing_to_back_up(plan: &Plan) -> Result<(), Error> {
+    if plan.included_stores().next().is_some() {
+        return Ok(());
+    }
+    Err(Usage(
+        "nothing to back up: every store is left out; give --pgsql, --codeintel or --codeinsights URL, or --from-env"
+            .into(),
+    )
+    .into())
 }
 
 /// The targets given for the stores of `manifest`: databases by URL or
-/// environment, configuration into `--config-db`/`--config-files` or the main
-/// database target. Stores without a target are not restored.
-pub fn restore_stores(args: &PgRestoreArgs, manifest: &BackupManifest) -> Result<Vec<StoreHandle>, Error> {
+/// environment, configuration into `--config-db` or `--config-files`.
+/// Configuration is not re-applied into a restored main database: its dump
+/// already holds it. Stores without a target are not restored, with their
+/// reason; the error of a failed configuration step names `config_only
+/// restore` to re-run it alone.
+pub fn restore_targets(args: &PgRestoreArgs, backup: &BackupReader) -> Result<Targets, Error> {
+    let manifest = backup.manifest();
     let tuning = Tuning {
         jobs: args.jobs.get(),
         allow_generic: true,
         overwrite: args.clean.clean,
+        force: args.clean.force,
     };
-    let mut out = Vec::new();
+    let mut targets = Targets::default();
+    let mut pgsql_restored = false;
     // A dry run only shows what the configuration restore would change.
-    for role in DatabaseRole::ALL.into_iter().filter(|_| !args.dry_run.dry_run) {
+    for role in DatabaseRole::ALL {
         let Some(conn) = stores::connection(&args.databases, role)? else {
             continue;
         };
@@ -77,7 +112,15 @@ pub fn restore_stores(args: &PgRestoreArgs, manifest: &BackupManifest) -> Result
             .store(role.store_id())
             .is_some_and(|s| s.kind == StoreKind::Postgres)
         {
-            out.push(stores::database(role, conn, tuning));
+            if args.dry_run.dry_run {
+                targets.reasons.insert(
+                    role.store_id().to_string(),
+                    "dry run: only the configuration restore is shown".into(),
+                );
+                continue;
+            }
+            pgsql_restored |= role == DatabaseRole::Frontend;
+            targets.stores.push(stores::database(role, conn, tuning));
         } else if !args.databases.from_env {
             return Err(Usage(format!(
                 "backup {} holds no database {}: drop {}",
@@ -89,9 +132,40 @@ pub fn restore_stores(args: &PgRestoreArgs, manifest: &BackupManifest) -> Result
         }
     }
     if manifest.store(unit_ids::CONFIG).is_some() {
-        if let Some(place) = stores::config_place(&args.config, &args.databases)? {
-            out.push(stores::config(place, args.dry_run.dry_run, true)?);
+        let explicit = args.config.config_db.is_some() || args.config.config_files.is_some();
+        // A dry run restores no database: it shows what the configuration of
+        // the --pgsql target would become.
+        let place = if explicit || args.dry_run.dry_run {
+            stores::config_place(&args.config, &args.databases)?
+        } else {
+            None
+        };
+        match place {
+            Some(place) => {
+                let again = match &place {
+                    ConfigPlace::Database(_) => "--config-db URL".to_string(),
+                    ConfigPlace::Files(dir) => format!("--config-files {}", dir.display()),
+                };
+                targets.rerun.insert(
+                    unit_ids::CONFIG.to_string(),
+                    format!(
+                        "config_only restore --from {} --backup {} {again}",
+                        backup.repository().location(),
+                        manifest.backup_id
+                    ),
+                );
+                targets
+                    .stores
+                    .push(stores::config(place, args.dry_run.dry_run, true)?);
+            }
+            None if pgsql_restored => {
+                targets.reasons.insert(
+                    unit_ids::CONFIG.to_string(),
+                    "the restored pgsql database already holds it; give --config-db URL or --config-files DIR to apply it elsewhere too".into(),
+                );
+            }
+            None => {}
         }
     }
-    Ok(out)
+    Ok(targets)
 }

@@ -40,6 +40,30 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// A command that failed after doing part of its work: its summary (what was
+/// done, what failed, what was not started) is printed with the error.
+#[derive(Debug)]
+pub struct PartlyDone {
+    /// What was done.
+    pub summary: Box<Summary>,
+    /// The error's first line: what failed and how to finish the work.
+    pub message: String,
+    /// The failure.
+    pub source: Error,
+}
+
+impl std::fmt::Display for PartlyDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PartlyDone {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
 /// The usage of subcommand `name` of `C`, for usage errors found after parsing.
 pub fn usage_of<C: clap::CommandFactory>(name: &str) -> clap::Command {
     let mut cmd = C::command();
@@ -96,12 +120,25 @@ fn fail(e: &(dyn std::error::Error + 'static), json: bool) -> ExitCode {
         }
         source = s.source();
     }
+    let partly = e.downcast_ref::<PartlyDone>();
+    if let (Some(p), false) = (partly, json) {
+        p.summary.print(false);
+    }
     eprintln!("error: {top}");
     for c in &causes {
         eprintln!("  caused by: {c}");
     }
     if json {
-        summary::print_json(&serde_json::json!({ "ok": false, "error": top, "causes": causes }));
+        // One object on stdout: the summary of what was done, when there is one.
+        let mut out = partly
+            .and_then(|p| serde_json::to_value(&p.summary).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        if let Some(o) = out.as_object_mut() {
+            o.insert("ok".into(), false.into());
+            o.insert("error".into(), top.into());
+            o.insert("causes".into(), causes.into());
+        }
+        summary::print_json(&out);
     }
     ExitCode::FAILURE
 }
@@ -173,14 +210,34 @@ fn skipped(plan: &Plan, id: &str) -> bool {
     plan.stores.iter().any(|s| s.id == id) && !plan.includes(id)
 }
 
-/// Restores `stores` (targets) from `backup`; stores of the backup without a
-/// target are reported as not restored.
+/// What a restore is given: a target per store to restore, and for the
+/// backup's other stores why they get none.
+#[derive(Default)]
+pub struct Targets {
+    /// The targets.
+    pub stores: Vec<StoreHandle>,
+    /// Store id → why no target was given for it (default: none was given).
+    pub reasons: BTreeMap<String, String>,
+    /// Store id → the command that restores only that store, named in the error
+    /// when it fails after other stores were restored.
+    pub rerun: BTreeMap<String, String>,
+}
+
+/// Restores `targets` from `backup`; stores of the backup without a target are
+/// reported as not restored, with their reason. When a store fails after
+/// others were restored, the error carries the summary of what was done
+/// ([`PartlyDone`]) and names how to re-run the failed store alone.
 pub async fn restore(
     backup: BackupReader,
-    stores: Vec<StoreHandle>,
+    targets: Targets,
     jobs: usize,
     dry_run: bool,
 ) -> Result<Summary, Error> {
+    let Targets {
+        stores,
+        reasons,
+        rerun,
+    } = targets;
     if stores.is_empty() {
         return Err(Usage(
             "nothing to restore into: give a target for at least one store of the backup".into(),
@@ -219,15 +276,76 @@ pub async fn restore(
     for s in &stores {
         pipeline = pipeline.importer(s.importer.clone());
     }
-    let result = pipeline.run().await;
+    let result = pipeline.run_reporting().await;
     progress.finish().await;
-    let outcome = result?;
     let locs = locations(&stores);
-    let mut summary = summary::of_restore(&location, option, &outcome, dry_run, &|id| locs.get(id).cloned());
-    for row in &mut summary.stores {
-        row.kind = kinds.get(&row.store).cloned().unwrap_or_default();
+    let reason = |id: &str| {
+        reasons
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| "no target was given for it".into())
+    };
+    let location_of = |id: &str| locs.get(id).cloned();
+    let with_kinds = |mut summary: Summary| {
+        for row in &mut summary.stores {
+            row.kind = kinds.get(&row.store).cloned().unwrap_or_default();
+        }
+        summary
+    };
+    match result {
+        Ok(outcome) => Ok(with_kinds(summary::of_restore(
+            &location,
+            option,
+            &outcome,
+            dry_run,
+            &reason,
+            &location_of,
+        ))),
+        Err(partial) => {
+            let summary = with_kinds(summary::of_partial_restore(
+                &location,
+                option,
+                &partial,
+                dry_run,
+                &reason,
+                &location_of,
+            ));
+            let restored: Vec<&str> = partial
+                .outcome
+                .stores
+                .iter()
+                .map(|(s, _, _)| s.as_str())
+                .collect();
+            let failed: Vec<&str> = partial.failed.iter().map(|(s, _)| s.as_str()).collect();
+            let mut message = format!("restore of {} failed", failed.join(", "));
+            if !restored.is_empty() {
+                message.push_str(&format!(
+                    " after {} {} restored",
+                    restored.join(", "),
+                    if restored.len() == 1 { "was" } else { "were" }
+                ));
+            }
+            if !partial.not_started.is_empty() {
+                message.push_str(&format!("; not started: {}", partial.not_started.join(", ")));
+            }
+            let reruns: Vec<&str> = failed
+                .iter()
+                .filter_map(|s| rerun.get(*s).map(String::as_str))
+                .collect();
+            if !restored.is_empty() && !reruns.is_empty() {
+                message.push_str(&format!(
+                    "; once the cause below is fixed, re-run only {}: {}",
+                    failed.join(", "),
+                    reruns.join("; ")
+                ));
+            }
+            Err(Box::new(PartlyDone {
+                summary: Box::new(summary),
+                message,
+                source: Box::new(partial.into_error()),
+            }))
+        }
     }
-    Ok(summary)
 }
 
 /// `verify`: prints each problem; `Ok(false)` when there is any.

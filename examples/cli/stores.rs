@@ -56,6 +56,8 @@ pub struct Tuning {
     pub allow_generic: bool,
     /// Replace what a non-empty target holds.
     pub overwrite: bool,
+    /// With `overwrite`, restore over a database of another Sourcegraph version.
+    pub force: bool,
 }
 
 /// A URL or a libpq `key=value` string.
@@ -93,6 +95,7 @@ pub fn database(role: DatabaseRole, conn: PgConnectionConfig, tuning: Tuning) ->
     let import = PgImportOptions {
         jobs: tuning.jobs,
         clean_first: tuning.overwrite,
+        force: tuning.force,
         ..PgImportOptions::default()
     };
     StoreHandle::new(

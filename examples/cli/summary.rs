@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use indicatif::HumanBytes;
 use serde::Serialize;
-use sourcegraph_backup::core::pipeline::{BackupOutcome, RestoreOutcome};
+use sourcegraph_backup::core::pipeline::{BackupOutcome, PartialRestore, RestoreOutcome};
 use sourcegraph_backup::core::plan::{Plan, VolumeMethod};
 use sourcegraph_backup::core::{BackupSummary, Decision, VerifyReport};
 
 /// What happened to one store.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Written into the backup.
@@ -22,6 +22,10 @@ pub enum Status {
     NotRestored,
     /// A volume whose data a database dump carries (a live data directory).
     Carried,
+    /// Its restore failed.
+    Failed,
+    /// Not started because an earlier step failed.
+    NotStarted,
 }
 
 impl Status {
@@ -32,12 +36,14 @@ impl Status {
             Status::Restored => "restored",
             Status::NotRestored => "not restored",
             Status::Carried => "carried",
+            Status::Failed => "FAILED",
+            Status::NotStarted => "not started",
         }
     }
 }
 
 /// One row of the summary.
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 pub struct StoreRow {
     /// The store id.
     pub store: String,
@@ -47,7 +53,7 @@ pub struct StoreRow {
     pub location: Option<String>,
     /// What happened.
     pub status: Status,
-    /// Why it was skipped, or why it is included.
+    /// Why it was skipped or not restored, or why it failed.
     pub reason: Option<String>,
     /// Bytes as stored in the backup (compressed).
     pub stored_bytes: Option<u64>,
@@ -65,11 +71,11 @@ pub struct StoreRow {
 }
 
 /// The whole summary of a backup or restore.
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 pub struct Summary {
     /// `backup` or `restore`.
     pub command: &'static str,
-    /// Always true: failures are reported as errors instead.
+    /// False only for a restore that failed part-way (its error is printed too).
     pub ok: bool,
     /// The backup repository location (without secrets).
     pub location: String,
@@ -177,12 +183,61 @@ pub fn of_backup(
     }
 }
 
-/// Builds the summary of a restore.
+/// A row for a store that was not restored, failed or was not started.
+fn row(store: &str, location: Option<String>, status: Status, reason: String) -> StoreRow {
+    StoreRow {
+        store: store.to_string(),
+        kind: String::new(),
+        location,
+        status,
+        reason: Some(reason),
+        stored_bytes: None,
+        bytes: None,
+        seconds: None,
+        mb_per_s: None,
+        warnings: Vec::new(),
+        details: serde_json::Value::Null,
+    }
+}
+
+/// Builds the summary of a restore that failed part-way: what was restored,
+/// what failed (and why), what was not started.
+pub fn of_partial_restore(
+    location: &str,
+    option: String,
+    partial: &PartialRestore,
+    dry_run: bool,
+    reasons: &dyn Fn(&str) -> String,
+    locations: &dyn Fn(&str) -> Option<String>,
+) -> Summary {
+    let mut summary = of_restore(location, option, &partial.outcome, dry_run, reasons, locations);
+    summary.ok = false;
+    for (store, error) in &partial.failed {
+        // The store's own error says why; the pipeline's wrapper only names the store.
+        let why = std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string);
+        summary
+            .stores
+            .push(row(store, locations(store), Status::Failed, why));
+    }
+    for store in &partial.not_started {
+        summary.stores.push(row(
+            store,
+            locations(store),
+            Status::NotStarted,
+            "an earlier step failed".into(),
+        ));
+    }
+    summary
+}
+
+/// Builds the summary of a restore; `reasons` says why a store of the backup
+/// was not restored.
 pub fn of_restore(
     location: &str,
     option: String,
     outcome: &RestoreOutcome,
     dry_run: bool,
+    reasons: &dyn Fn(&str) -> String,
     locations: &dyn Fn(&str) -> Option<String>,
 ) -> Summary {
     let mut rows = Vec::new();
@@ -204,19 +259,7 @@ pub fn of_restore(
         });
     }
     for store in &outcome.not_restored {
-        rows.push(StoreRow {
-            store: store.clone(),
-            kind: String::new(),
-            location: None,
-            status: Status::NotRestored,
-            reason: Some("no target was given for it".into()),
-            stored_bytes: None,
-            bytes: None,
-            seconds: None,
-            mb_per_s: None,
-            warnings: Vec::new(),
-            details: serde_json::Value::Null,
-        });
+        rows.push(row(store, None, Status::NotRestored, reasons(store)));
     }
     Summary {
         command: "restore",
@@ -282,8 +325,9 @@ impl Summary {
         } else {
             ""
         };
+        let failed = if self.ok { "" } else { " (FAILED part-way)" };
         println!(
-            "{} {} ({}) at {}{dry}",
+            "{} {} ({}) at {}{dry}{failed}",
             self.command, self.backup_id, self.option, self.location
         );
         let rows: Vec<Vec<String>> = self
