@@ -143,6 +143,17 @@ pub enum CoreError {
         /// The backup id.
         backup: String,
     },
+    /// A backup was interrupted (a signal) before it committed.
+    #[error(
+        "backup {backup} was interrupted before it was committed; {}",
+        if *removed { "what it wrote was removed" } else { "it could not be removed: run `clean` to remove it" }
+    )]
+    Interrupted {
+        /// The backup id.
+        backup: String,
+        /// Whether everything it wrote was removed.
+        removed: bool,
+    },
     /// Serialising the manifest failed.
     #[error("cannot serialise the manifest: {0}")]
     Serialize(#[from] serde_json::Error),

@@ -38,7 +38,7 @@ use crate::error::CoreError;
 use crate::manifest::{BackupManifest, SourceInfo};
 use crate::plan::{Decision, Plan};
 use crate::progress::{ProgressEvent, ProgressSink};
-use crate::repository::{BackupReader, BackupRepository, StoreSection};
+use crate::repository::{BackupReader, BackupRepository, BackupWriter, StoreSection};
 use crate::store::{ExportContext, Exporter, ImportContext, ImportReport, Importer, StoreKind};
 
 /// What one store did.
@@ -111,8 +111,19 @@ impl BackupPipeline {
 
     /// Runs every exporter the plan includes and commits the manifest.
     /// Fails, leaving no manifest, when any store fails, when an included
-    /// store has no exporter, or when an exporter's store is not in the plan.
+    /// store has no exporter, or when an exporter's store is not in the plan;
+    /// a backup that fails removes what it wrote.
     pub async fn run(self) -> Result<BackupOutcome, CoreError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// [`run`](Self::run), stopped when `interrupt` completes first (a signal, a deadline):
+    /// uploads in flight are aborted, everything the backup wrote is removed, and the result
+    /// is [`CoreError::Interrupted`].
+    pub async fn run_until(
+        self,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Result<BackupOutcome, CoreError> {
         let started = Instant::now();
         let BackupPipeline {
             repo,
@@ -144,6 +155,46 @@ impl BackupPipeline {
             }
         }
         let writer = repo.start_backup(plan.request.option);
+        let work = export_and_commit(&writer, plan, selected, concurrency, progress);
+        let result = {
+            tokio::pin!(work);
+            tokio::select! {
+                r = &mut work => Some(r),
+                () = interrupt => None,
+            }
+        };
+        match result {
+            Some(Ok((manifest, stores))) => Ok(BackupOutcome {
+                manifest,
+                stores,
+                elapsed: started.elapsed(),
+            }),
+            Some(Err(e)) => {
+                // The failure is what the caller needs; a failed clean-up leaves an
+                // incomplete backup that `clean` removes once its lease lapses.
+                let _ = writer.abort().await;
+                Err(e)
+            }
+            None => {
+                let removed = writer.abort().await.is_ok();
+                Err(CoreError::Interrupted {
+                    backup: writer.id().to_string(),
+                    removed,
+                })
+            }
+        }
+    }
+}
+
+/// Exports every selected store into `writer` and commits the manifest.
+async fn export_and_commit(
+    writer: &BackupWriter,
+    plan: Plan,
+    selected: Vec<Arc<dyn Exporter>>,
+    concurrency: usize,
+    progress: ProgressSink,
+) -> Result<(BackupManifest, Vec<StoreOutcome>), CoreError> {
+    {
         let results: Vec<(StoreSection, StoreOutcome, SourceInfo)> = stream::iter(selected)
             .map(|exporter| {
                 let ctx = ExportContext::new(exporter.id(), writer.clone(), progress.clone());
@@ -193,11 +244,7 @@ impl BackupPipeline {
         sections.sort_by(|a, b| a.id.cmp(&b.id));
         outcomes.sort_by(|a, b| a.store.cmp(&b.store));
         let manifest = writer.commit(sections, Some(plan), source, warnings).await?;
-        Ok(BackupOutcome {
-            manifest,
-            stores: outcomes,
-            elapsed: started.elapsed(),
-        })
+        Ok((manifest, outcomes))
     }
 }
 

@@ -327,3 +327,82 @@ fn secrets_never_reach_location_errors() {
         assert!(!shown.contains("SECRET"), "{url} -> {shown}");
     }
 }
+
+/// An exporter that finishes one artifact, streams 12 MiB of a second one (a multipart upload
+/// in flight), says so, and then never ends: a long backup to interrupt.
+#[derive(Debug)]
+struct Endless {
+    started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl sourcegraph_backup_core::DataStore for Endless {
+    fn id(&self) -> &str {
+        "config"
+    }
+    fn kind(&self) -> StoreKind {
+        StoreKind::Config
+    }
+    fn location(&self) -> String {
+        "an endless test source".into()
+    }
+    async fn check_reachable(&self) -> Result<(), sourcegraph_backup_core::BoxError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl sourcegraph_backup_core::Exporter for Endless {
+    async fn export(
+        &self,
+        ctx: sourcegraph_backup_core::ExportContext,
+    ) -> Result<sourcegraph_backup_core::ExportReport, sourcegraph_backup_core::BoxError> {
+        ctx.put_artifact(
+            "done.json",
+            ArtifactOptions::plain("application/json"),
+            Bytes::from_static(b"{}"),
+        )
+        .await?;
+        let mut w = ctx
+            .artifact("big.bin", ArtifactOptions::plain("application/octet-stream"))
+            .await?;
+        for i in 0..12u8 {
+            w.write(Bytes::from(vec![i; 1 << 20])).await?;
+        }
+        if let Some(tx) = self.started.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backup_removes_everything_it_wrote() {
+    use sourcegraph_backup_core::pipeline::BackupPipeline;
+    use sourcegraph_backup_core::{plan, Deployment, PlanRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = BackupRepository::local(tmp.path()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let err = BackupPipeline::new(
+        repo.clone(),
+        plan(&PlanRequest::new(
+            BackupOption::ConfigOnly,
+            Deployment::DockerCompose,
+        )),
+    )
+    .exporter(std::sync::Arc::new(Endless {
+        started: std::sync::Mutex::new(Some(tx)),
+    }))
+    .run_until(async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Interrupted { removed: true, .. }),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "partial files and directories remain: {left:?}");
+}

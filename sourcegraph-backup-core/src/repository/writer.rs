@@ -97,7 +97,28 @@ struct WriterState {
     stop_renewal: tokio::sync::watch::Sender<bool>,
     /// Set by `abort`: nothing more may be written or committed.
     aborted: std::sync::atomic::AtomicBool,
+    /// Upload tasks still running (abort waits for them before deleting).
+    in_flight: tokio::sync::watch::Sender<usize>,
 }
+
+/// Counts an upload task as in flight while it lives.
+struct InFlight(tokio::sync::watch::Sender<usize>);
+
+impl InFlight {
+    fn new(counter: &tokio::sync::watch::Sender<usize>) -> Self {
+        counter.send_modify(|n| *n += 1);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long `abort` waits for interrupted uploads to stop before deleting.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl BackupWriter {
     pub(super) fn new(
@@ -116,6 +137,7 @@ impl BackupWriter {
                 started: tokio::sync::OnceCell::new(),
                 stop_renewal: tokio::sync::watch::channel(false).0,
                 aborted: std::sync::atomic::AtomicBool::new(false),
+                in_flight: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -177,6 +199,10 @@ impl BackupWriter {
             .aborted
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.inner.stop_renewal.send(true);
+        // Uploads whose writers were dropped abort themselves; wait so none lands after the
+        // deletion.
+        let mut in_flight = self.inner.in_flight.subscribe();
+        let _ = tokio::time::timeout(ABORT_WAIT, in_flight.wait_for(|n| *n == 0)).await;
         self.inner.repo.delete_incomplete(&self.inner.id).await
     }
 
@@ -360,7 +386,12 @@ impl ArtifactWriter {
         let enc_path = path.clone();
         let compression = options.compression;
         tokio::task::spawn_blocking(move || encode(rx, enc_tx, compression, &enc_path));
-        let upload = tokio::spawn(upload(backup, path.clone(), object, options, enc_rx));
+        let in_flight = InFlight::new(&backup.inner.in_flight);
+        let upload_path = path.clone();
+        let upload = tokio::spawn(async move {
+            let _in_flight = in_flight;
+            upload(backup, upload_path, object, options, enc_rx).await
+        });
         ArtifactWriter { path, tx, upload }
     }
 
