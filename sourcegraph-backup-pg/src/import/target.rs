@@ -178,7 +178,7 @@ async fn clean(client: &Client, dump: &SchemaDump, schemas: &[String], version: 
         .batch_execute(&sql)
         .await
         .map_err(|source| PgError::Restore {
-            what: "cleaning the target (clean_first)".into(),
+            what: "cleaning the target (`--clean`)".into(),
             source,
         })
 }
