@@ -128,6 +128,38 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Another session held (or was queued ahead for) an `ACCESS EXCLUSIVE` lock on a dumped
+    /// table for longer than the backup waits for a lock
+    /// ([`PgExportOptions::lock_timeout`](crate::PgExportOptions::lock_timeout)).
+    #[error(
+        "cannot lock table {table} for the backup: another session kept a conflicting lock \
+         longer than the backup waits ({waited:?}, PgExportOptions::lock_timeout); blocking: \
+         {blockers}"
+    )]
+    LockTimeout {
+        /// The qualified table name (several, comma-separated, when the statement that timed
+        /// out could not be tied to one table).
+        table: String,
+        /// How long the backup waited.
+        waited: std::time::Duration,
+        /// The blocking sessions: pid, user, state and statement text (truncated), and
+        /// nothing else of them.
+        blockers: String,
+    },
+    /// A worker's connection was lost while copying a table part; the part was redone once on
+    /// a new connection attached to the same snapshot, and that failed too.
+    #[error(
+        "copying {part} failed: its worker's connection was lost ({lost}) and redoing the part \
+         on a new connection failed: {reason}"
+    )]
+    RedoFailed {
+        /// The qualified table name (and page range, when the table was split).
+        part: String,
+        /// Why the first connection was lost.
+        lost: String,
+        /// Why the redo failed.
+        reason: String,
+    },
     /// Writing or reading an artifact of the backup failed.
     #[error("artifact {artifact}: {source}")]
     Artifact {

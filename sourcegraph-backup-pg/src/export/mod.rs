@@ -2,9 +2,23 @@
 //! table), plus the schema, sequence values and a restore script.
 //!
 //! The leader connection opens a `REPEATABLE READ READ ONLY` transaction, exports its
-//! snapshot, reads the schema and the sequence values in it and takes `ACCESS SHARE` locks
-//! on every dumped table (with a lock timeout). Workers adopt the snapshot with
-//! `SET TRANSACTION SNAPSHOT` and stream `COPY ... TO STDOUT`, largest work items first.
+//! snapshot, takes `ACCESS SHARE` locks on every dumped table up front (as `pg_dump` does,
+//! waiting at most [`PgExportOptions::lock_timeout`] for each), then reads the schema and
+//! the sequence values in it. Workers adopt the snapshot with `SET TRANSACTION SNAPSHOT` and
+//! stream `COPY ... TO STDOUT`, largest work items first.
+//!
+//! # Concurrent DDL and lost connections
+//!
+//! A `DROP TABLE`/`ALTER TABLE` issued on the source while the backup runs waits for it, as
+//! with `pg_dump`: the leader's locks are held until the end. A worker that would queue
+//! behind such a waiting statement would wait forever (the statement waits for the leader),
+//! so workers take their lock with `NOWAIT` and leave that part to the leader, which holds
+//! the lock already and copies it once the workers are done.
+//!
+//! A worker whose connection is lost (backend terminated, server restart, broken socket)
+//! reconnects, adopts the snapshot again (possible while the leader's transaction lives)
+//! and redoes its current part once; errors in the data or the statement are not retried.
+//! The report's warnings list every redone part and every part the leader copied.
 
 mod copy_out;
 pub mod details;
@@ -12,7 +26,7 @@ pub(crate) mod names;
 mod scripts;
 mod snapshot;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +35,10 @@ use serde::{Deserialize, Serialize};
 use sourcegraph_backup_core::{ArtifactOptions, Compression, ExportContext, ExportReport, SourceInfo};
 
 use crate::connection::PgConnectionConfig;
-use crate::error::PgError;
+use crate::error::{describe, PgError};
 use crate::probe::{probe, ProbeOptions};
 use crate::schema::{extract_schema, ExtractOptions, RenderOptions, TableInfo};
-use copy_out::{copy_statement, Copied, WorkItem};
+use copy_out::{copy_statement, Copied, Part, WorkItem};
 use details::{
     ExcludedTable, PgStoreDetails, TableRecord, DETAILS_FORMAT, POST_DATA_SQL, PRE_DATA_SQL, RESTORE_SH,
     SCHEMA_JSON, SEQUENCES_SQL,
@@ -101,7 +115,21 @@ fn glob(pattern: &str, text: &str) -> bool {
 pub struct PgExportOptions {
     /// Worker connections copying data; 0 means the number of cores.
     pub jobs: usize,
-    /// How long the leader waits for each table's `ACCESS SHARE` lock.
+    /// How long the backup waits for each table's `ACCESS SHARE` lock when it starts.
+    ///
+    /// The leader locks every dumped table before it reads the schema, as `pg_dump` does;
+    /// from then on a `DROP`/`ALTER TABLE` on the source waits for the backup to finish.
+    /// Only a session holding or queued for an `ACCESS EXCLUSIVE` lock (`ALTER`/`DROP`/
+    /// `TRUNCATE TABLE`, `VACUUM FULL`, `CLUSTER`, `LOCK TABLE`) makes the backup wait here;
+    /// when the wait runs out, the backup fails before copying anything with
+    /// [`PgError::LockTimeout`], naming the table and the blocking session's statement.
+    /// `Duration::ZERO` waits forever, as `pg_dump` does without `--lock-wait-timeout`.
+    ///
+    /// Default: 60 s. Long enough to ride out the short exclusive locks of routine DDL (a
+    /// migration's `ALTER TABLE`, a `TRUNCATE`); short enough that a session left idle in
+    /// a transaction holding such a lock fails a scheduled backup within a minute, with
+    /// the blocker named, instead of hanging it (while it waits, the backup already holds
+    /// the locks of the tables before, so DDL on those waits too).
     pub lock_timeout: Duration,
     /// On servers 14+, tables whose main fork is larger than this are split into ctid page
     /// ranges copied in parallel.
@@ -120,7 +148,7 @@ impl Default for PgExportOptions {
     fn default() -> Self {
         PgExportOptions {
             jobs: 0,
-            lock_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(60),
             split_threshold_bytes: 256 * 1024 * 1024,
             exclude_table_data: Vec::new(),
             allow_generic: false,
@@ -154,7 +182,7 @@ pub(crate) async fn export(
 ) -> Result<ExportReport, PgError> {
     match export_inner(config, opts, ctx).await {
         Ok(report) => Ok(report),
-        Err(e) => Err(snapshot::name_lock_conflict(config, e).await),
+        Err(e) => Err(snapshot::name_lock_conflict(config, opts.lock_timeout, e).await),
     }
 }
 
@@ -165,6 +193,11 @@ async fn export_inner(
 ) -> Result<ExportReport, PgError> {
     let leader = config.connect().await?;
     snapshot::session_setup(&leader, opts.lock_timeout).await?;
+    let snapshot_id = snapshot::begin_leader(&leader).await?;
+    // Lock first, then probe and read the schema (the probe's size functions lock tables
+    // too): nothing can change a dumped table from here on.
+    let locked = snapshot::dumped_tables(&leader, &opts.extract).await?;
+    snapshot::lock_tables(&leader, config, &locked, opts.lock_timeout).await?;
     let report = probe(
         &leader,
         ProbeOptions {
@@ -172,9 +205,15 @@ async fn export_inner(
         },
     )
     .await?;
-    let snapshot_id = snapshot::begin_leader(&leader).await?;
     let dump = extract_schema(&leader, &opts.extract).await?;
-    snapshot::lock_tables(&leader, &dump.tables).await?;
+    let locked: HashSet<String> = locked.into_iter().collect();
+    let missed: Vec<String> = dump
+        .tables
+        .iter()
+        .filter(|t| !locked.contains(&t.qualified_name))
+        .map(|t| t.qualified_name.clone())
+        .collect();
+    snapshot::lock_tables(&leader, config, &missed, opts.lock_timeout).await?;
     let seq_values = snapshot::sequence_values(&leader, &dump.sequences).await?;
 
     let suffix = opts.compression.suffix();
@@ -268,15 +307,25 @@ async fn export_inner(
     }
     items.sort_by_key(|i| std::cmp::Reverse(i.estimate));
 
-    let copied = run_workers(
-        config,
-        (&snapshot_id, opts.lock_timeout),
-        &ctx,
-        artifact_opts("text/tab-separated-values"),
-        items,
-        jobs,
-    )
-    .await?;
+    let data_opts = artifact_opts("text/tab-separated-values");
+    let env = WorkerEnv {
+        config: config.clone(),
+        snapshot_id: snapshot_id.clone(),
+        lock_timeout: opts.lock_timeout,
+        ctx: ctx.clone(),
+        options: data_opts.clone(),
+    };
+    let WorkerOutcome {
+        done: mut copied,
+        deferred,
+        warnings: worker_warnings,
+    } = run_workers(Arc::new(env), items, jobs).await?;
+    // Parts whose table another session waits to lock exclusively: the leader holds the
+    // lock, so it copies them without queueing.
+    for (item, mut part) in deferred {
+        copy_out::copy_attempt(&leader, &ctx, &data_opts, &item, &mut part).await?;
+        copied.push((item.table, copy_out::finish(&ctx, &data_opts, &item, part).await?));
+    }
     for (table, c) in copied {
         if let Some(r) = records.get_mut(table) {
             r.rows += c.rows;
@@ -333,6 +382,7 @@ async fn export_inner(
         })?;
 
     let mut warnings = report.warnings();
+    warnings.extend(worker_warnings);
     for e in &excluded {
         warnings.push(format!(
             "data of table {} left out: {}",
@@ -361,50 +411,88 @@ async fn export_inner(
     })
 }
 
-/// Runs the work items on `jobs` worker connections in the leader's snapshot; returns the
-/// rows/bytes per table index. The first failure stops every worker.
-async fn run_workers(
-    config: &PgConnectionConfig,
-    (snapshot_id, lock_timeout): (&str, Duration),
-    ctx: &ExportContext,
+/// What a worker needs besides its connection.
+struct WorkerEnv {
+    config: PgConnectionConfig,
+    snapshot_id: String,
+    lock_timeout: Duration,
+    ctx: ExportContext,
     options: ArtifactOptions,
+}
+
+/// What the workers did.
+#[derive(Default)]
+struct WorkerOutcome {
+    /// Rows/bytes per table index, one entry per finished part.
+    done: Vec<(usize, Copied)>,
+    /// Parts left to the leader (another session waits to lock their table), with what was
+    /// copied of them already.
+    deferred: Vec<(WorkItem, Part)>,
+    /// Redone parts and parts left to the leader, for the report.
+    warnings: Vec<String>,
+}
+
+/// How a worker ended one part.
+enum ItemOutcome {
+    Done(Copied),
+    Deferred(Part),
+}
+
+/// Runs the work items on `jobs` worker connections in the leader's snapshot. The first
+/// failure stops every worker.
+async fn run_workers(
+    env: Arc<WorkerEnv>,
     items: Vec<WorkItem>,
     jobs: usize,
-) -> Result<Vec<(usize, Copied)>, PgError> {
+) -> Result<WorkerOutcome, PgError> {
     let workers = jobs.min(items.len()).max(1);
     let queue = Arc::new(Mutex::new(VecDeque::from(items)));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (config, snapshot_id, ctx, options, queue) = (
-            config.clone(),
-            snapshot_id.to_owned(),
-            ctx.clone(),
-            options.clone(),
-            queue.clone(),
-        );
+        let (env, queue) = (env.clone(), queue.clone());
         set.spawn(async move {
-            let client = snapshot::worker(&config, &snapshot_id, lock_timeout).await?;
-            let mut done = Vec::new();
+            let mut client = snapshot::worker(&env.config, &env.snapshot_id, env.lock_timeout).await?;
+            let mut locked = HashSet::new();
+            let mut out = WorkerOutcome::default();
             loop {
                 let next = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .pop_front();
                 let Some(item) = next else { break };
-                let c = copy_out::copy_item(&client, &ctx, &options, &item).await?;
-                done.push((item.table, c));
+                match run_item(&env, &mut client, &mut locked, &item, &mut out.warnings).await? {
+                    ItemOutcome::Done(c) => out.done.push((item.table, c)),
+                    ItemOutcome::Deferred(part) => {
+                        out.warnings.push(format!(
+                            "table {} was copied on the leader's connection: another session \
+                             was waiting to lock it exclusively (a DROP or ALTER TABLE, which \
+                             waits for the backup to finish)",
+                            item.qualified_name
+                        ));
+                        out.deferred.push((item, part));
+                    }
+                }
             }
-            Ok::<_, PgError>(done)
+            Ok::<_, PgError>(out)
         });
     }
-    let mut all = Vec::new();
+    let mut all = WorkerOutcome::default();
     while let Some(joined) = set.join_next().await {
         let result = joined.map_err(|e| PgError::Worker {
             what: "export",
             reason: e.to_string(),
         });
         match result.and_then(|r| r) {
-            Ok(done) => all.extend(done),
+            Ok(out) => {
+                all.done.extend(out.done);
+                all.deferred.extend(out.deferred);
+                // One warning per table, however many of its parts went to the leader.
+                for w in out.warnings {
+                    if !all.warnings.contains(&w) {
+                        all.warnings.push(w);
+                    }
+                }
+            }
             Err(e) => {
                 set.abort_all();
                 return Err(e);
@@ -412,4 +500,79 @@ async fn run_workers(
         }
     }
     Ok(all)
+}
+
+/// Copies one part on a worker connection. A lost connection is replaced by a new one in
+/// the same snapshot (`client` then holds it) and the part is redone once.
+async fn run_item(
+    env: &WorkerEnv,
+    client: &mut tokio_postgres::Client,
+    locked: &mut HashSet<String>,
+    item: &WorkItem,
+    warnings: &mut Vec<String>,
+) -> Result<ItemOutcome, PgError> {
+    let mut part = Part::new();
+    let mut lost: Option<String> = None;
+    loop {
+        let err = match attempt(env, client, locked, item, &mut part).await {
+            Ok(true) => {
+                return copy_out::finish(&env.ctx, &env.options, item, part)
+                    .await
+                    .map(ItemOutcome::Done)
+            }
+            Ok(false) => return Ok(ItemOutcome::Deferred(part)),
+            Err(e) => e,
+        };
+        if let Some(lost) = lost {
+            let reason = match err {
+                PgError::Worker { reason, .. } => reason,
+                e => e.to_string(),
+            };
+            return Err(PgError::RedoFailed {
+                part: item.label.clone(),
+                lost,
+                reason,
+            });
+        }
+        let Some(source) = snapshot::connection_lost(&err) else {
+            return Err(err);
+        };
+        let why = describe(source);
+        let message = format!(
+            "the worker connection copying {} was lost after {} bytes ({why}); the part was \
+             redone on a new connection in the same snapshot",
+            item.label,
+            part.consumed()
+        );
+        env.ctx.progress().warning(env.ctx.store(), message.clone());
+        warnings.push(message);
+        locked.clear();
+        *client = snapshot::worker(&env.config, &env.snapshot_id, env.lock_timeout)
+            .await
+            .map_err(|e| PgError::RedoFailed {
+                part: item.label.clone(),
+                lost: why.clone(),
+                reason: format!("re-attaching to the backup's snapshot: {e}"),
+            })?;
+        lost = Some(why);
+    }
+}
+
+/// One attempt at a part: the worker's lock (unless it has it), then the COPY. `Ok(false)`
+/// when the lock is refused because another session waits for an exclusive one.
+async fn attempt(
+    env: &WorkerEnv,
+    client: &tokio_postgres::Client,
+    locked: &mut HashSet<String>,
+    item: &WorkItem,
+    part: &mut Part,
+) -> Result<bool, PgError> {
+    if !locked.contains(&item.qualified_name) {
+        if !snapshot::try_lock(client, &item.qualified_name, &item.label).await? {
+            return Ok(false);
+        }
+        locked.insert(item.qualified_name.clone());
+    }
+    copy_out::copy_attempt(client, &env.ctx, &env.options, item, part).await?;
+    Ok(true)
 }
