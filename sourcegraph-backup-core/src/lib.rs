@@ -51,7 +51,7 @@ pub use plan::{plan, BackupOption, Decision, Plan, PlanRequest};
 pub use progress::{ProgressEvent, ProgressSink};
 pub use repository::{
     ArtifactOptions, ArtifactReader, ArtifactWriter, BackupReader, BackupRepository, BackupSummary,
-    BackupWriter, BlockingArtifactWriter, StoreSection, VerifyReport,
+    BackupWriter, BlockingArtifactWriter, OpenOptions, StoreSection, VerifyReport,
 };
 pub use store::{
     DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, StoreKind,

@@ -6,10 +6,10 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::BackupRepository;
+use super::{BackupRepository, OpenOptions};
 use crate::error::CoreError;
 
-pub(super) fn open(location: &str) -> Result<BackupRepository, CoreError> {
+pub(super) fn open(location: &str, options: &OpenOptions) -> Result<BackupRepository, CoreError> {
     if !location.contains("://") {
         return local(std::path::Path::new(location));
     }
@@ -27,7 +27,8 @@ pub(super) fn open(location: &str) -> Result<BackupRepository, CoreError> {
         }
         "memory" => Ok(BackupRepository::in_memory()),
         "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
-            let (store, prefix) = cloud(&url).map_err(|e| err(crate::redact::redact_text(&e.to_string())))?;
+            let (store, prefix) =
+                cloud(&url, options).map_err(|e| err(crate::redact::redact_text(&e.to_string())))?;
             Ok(BackupRepository::from_store(store, prefix, redact(location)))
         }
         other => Err(err(format!(
@@ -52,22 +53,26 @@ pub(super) fn local(dir: &std::path::Path) -> Result<BackupRepository, CoreError
 
 /// Builds a cloud store the way `object_store` reads credentials: from the
 /// environment, then the URL.
-fn cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
+fn cloud(url: &Url, options: &OpenOptions) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
     let (_, path) = object_store::ObjectStoreScheme::parse(url)?;
+    let retry = options.retry.clone();
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
+                .with_retry(retry)
                 .build()?,
         ),
         "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
+                .with_retry(retry)
                 .build()?,
         ),
         _ => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
+                .with_retry(retry)
                 .build()?,
         ),
     };

@@ -40,6 +40,25 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// largest Sourcegraph backups hold tens of thousands.
 const MANIFEST_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// How [`BackupRepository::open_with`] opens a repository.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// How cloud requests are retried: server errors (5xx, 429), connection failures and,
+    /// for idempotent requests, timeouts are retried with exponential backoff. The default
+    /// is object_store's: up to 10 retries within 3 minutes, backoff from 100 ms doubling to
+    /// 15 s. Local and in-memory repositories do not retry.
+    pub retry: object_store::RetryConfig,
+}
+
+impl OpenOptions {
+    /// Sets the retry policy of cloud requests.
+    pub fn retry(mut self, retry: object_store::RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
 /// A place holding backups: a prefix in an object store.
 #[derive(Clone)]
 pub struct BackupRepository {
@@ -109,7 +128,12 @@ impl BackupRepository {
     /// `az://container/prefix`. Cloud credentials come from the environment
     /// the way `object_store` reads them (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
     pub fn open(location: &str) -> Result<Self, CoreError> {
-        location::open(location)
+        location::open(location, &OpenOptions::default())
+    }
+
+    /// [`open`](Self::open) with options: the retry policy of cloud requests.
+    pub fn open_with(location: &str, options: &OpenOptions) -> Result<Self, CoreError> {
+        location::open(location, options)
     }
 
     /// A repository in a local directory (created if missing); no URL needed.
