@@ -190,6 +190,16 @@ impl BackupManifest {
                         reason: format!("artifact {} is listed under store {} or twice", a.path, store.id),
                     });
                 }
+                if a.compression == Compression::None && a.size != a.uncompressed_size {
+                    return Err(CoreError::MalformedManifest {
+                        backup: backup.into(),
+                        reason: format!(
+                            "artifact {} is stored uncompressed but records {} stored and {} \
+                             uncompressed bytes",
+                            a.path, a.size, a.uncompressed_size
+                        ),
+                    });
+                }
                 crate::repository::validate_relative_path(&a.path).map_err(|reason| {
                     CoreError::MalformedManifest {
                         backup: backup.into(),

@@ -183,13 +183,13 @@ impl ArtifactReader {
     /// Reads the whole decompressed artifact; for small artifacts only: one whose manifest
     /// records more than [`SMALL_ARTIFACT_LIMIT`] bytes is refused before anything is read.
     pub async fn read_to_end(self) -> Result<Bytes, CoreError> {
-        if self.record.uncompressed_size > SMALL_ARTIFACT_LIMIT {
+        let recorded = self.record.uncompressed_size.max(self.record.size);
+        if recorded > SMALL_ARTIFACT_LIMIT {
             return Err(corrupt(
                 &self.record.path,
                 format!(
-                    "the manifest records {} bytes, more than the {SMALL_ARTIFACT_LIMIT} bytes an \
-                     artifact read into memory may have",
-                    self.record.uncompressed_size
+                    "the manifest records {recorded} bytes, more than the {SMALL_ARTIFACT_LIMIT} \
+                     bytes an artifact read into memory may have"
                 ),
             ));
         }
