@@ -94,6 +94,30 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// Restoring into files would replace files that already exist, and overwriting was not
+    /// asked for. Nothing was written.
+    #[error("the configuration files to restore into already exist: {}; refusing to replace them without overwriting (command line: `--clean`; library: `ImportOptions::overwrite`)", display_paths(files))]
+    TargetExists {
+        /// The target files that exist.
+        files: Vec<PathBuf>,
+    },
+    /// An input configuration file is not a regular file (a device, FIFO, socket or directory,
+    /// possibly behind a symbolic link).
+    #[error("{path} is not a regular file but a {what}; configuration is read from regular files only")]
+    NotRegularFile {
+        /// The file as named.
+        path: PathBuf,
+        /// What it is: `character device`, `FIFO`, `directory`, ...
+        what: &'static str,
+    },
+    /// An input configuration file is larger than [`MAX_CONFIG_FILE_SIZE`](crate::files::MAX_CONFIG_FILE_SIZE).
+    #[error("{path} holds more than {limit} bytes ({} MiB), the most a configuration file may hold; Sourcegraph's configuration documents are kilobytes", limit / (1024 * 1024))]
+    FileTooLarge {
+        /// The file as named.
+        path: PathBuf,
+        /// The cap in bytes.
+        limit: u64,
+    },
     /// A file is not UTF-8.
     #[error("{path} is not UTF-8 text")]
     NotUtf8 {
@@ -109,6 +133,11 @@ pub enum ConfigError {
     /// Reading or writing an artifact failed.
     #[error(transparent)]
     Core(Box<sourcegraph_backup_core::CoreError>),
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let v: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    v.join(", ")
 }
 
 impl From<sourcegraph_backup_pg::PgError> for ConfigError {

@@ -11,10 +11,18 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use jsonc_parser::ast::Value;
 use jsonc_parser::common::Ranged;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::error::ConfigError;
 use crate::jsonc::{line_column, parse_object, validate_document, value_type};
 use crate::model::{ConfigDocument, ConfigSnapshot, DocumentKind, Provenance};
+use crate::validate::validate_snapshot;
+
+/// The most a configuration file may hold when read (16 MiB). Sourcegraph's configuration
+/// documents are kilobytes; a larger file, or a device such as `/dev/zero` behind the name, is
+/// refused with [`ConfigError::FileTooLarge`] or [`ConfigError::NotRegularFile`] instead of being
+/// read until memory runs out.
+pub const MAX_CONFIG_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Environment variable listing the site configuration file(s), `:`-separated.
 pub const SITE_CONFIG_FILE: &str = "SITE_CONFIG_FILE";
@@ -87,7 +95,9 @@ pub const EXTSVC_FILE_NAME: &str = "extsvc-config.json";
 
 impl ConfigSnapshot {
     /// Reads the files in `paths` (missing entries are skipped; a named file that is missing is
-    /// an error). Every document is validated; errors name the file and line:column.
+    /// an error). Every document is validated; errors name the file and line:column. Each file
+    /// must be a regular file (a symbolic link to one is followed) of at most
+    /// [`MAX_CONFIG_FILE_SIZE`] bytes.
     pub async fn from_files(paths: &ConfigFilePaths) -> Result<ConfigSnapshot, ConfigError> {
         let mut documents = Vec::new();
         for p in &paths.site_config {
@@ -186,30 +196,49 @@ impl ConfigSnapshot {
         Ok(splice_extsvc(&hosts))
     }
 
-    /// Validates every document, then writes [`file_layout`](Self::file_layout) to `paths`
-    /// (each file written to a temporary name and renamed). Nothing is written when a document
-    /// is invalid or a needed path is missing. Returns warnings for the operator.
-    pub async fn write_files(&self, paths: &ConfigFilePaths) -> Result<Vec<String>, ConfigError> {
-        for d in &self.documents {
-            validate_document(d)?;
-        }
+    /// Validates every document as an import would ([`validate_snapshot`]: parses, required
+    /// fields, no secret holding Sourcegraph's `REDACTED` marker), then writes
+    /// [`file_layout`](Self::file_layout) to `paths`, each file written to a temporary name and
+    /// renamed. Nothing is written when a document is invalid, a needed path is missing, or,
+    /// unless `overwrite`, any of the files in `paths` already exists
+    /// ([`ConfigError::TargetExists`], naming them).
+    ///
+    /// The files are private whatever the umask: `0600`, in directories created `0700`
+    /// (directories that existed keep their mode). Returns warnings for the operator.
+    pub async fn write_files(
+        &self,
+        paths: &ConfigFilePaths,
+        overwrite: bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        let plan = self.plan_files(paths, overwrite).await?;
+        plan.write().await?;
+        Ok(plan.warnings)
+    }
+
+    /// Everything [`write_files`](Self::write_files) checks, without writing: what would be
+    /// written and replaced.
+    pub(crate) async fn plan_files(
+        &self,
+        paths: &ConfigFilePaths,
+        overwrite: bool,
+    ) -> Result<FilesPlan, ConfigError> {
+        validate_snapshot(self)?;
         let layout = self.file_layout()?;
-        let sites: Vec<&(String, String)> = layout
+        let sites = layout
             .iter()
             .filter(|(n, _)| n.starts_with("site-config"))
-            .collect();
-        if !sites.is_empty() && sites.len() != paths.site_config.len() {
+            .count();
+        if sites > 0 && sites != paths.site_config.len() {
             return Err(ConfigError::Unsupported {
                 reason: format!(
-                    "{} site configuration document(s) need as many SITE_CONFIG_FILE paths, {} given",
-                    sites.len(),
+                    "{sites} site configuration document(s) need as many SITE_CONFIG_FILE paths, {} given",
                     paths.site_config.len()
                 ),
             });
         }
-        let mut plan: Vec<(PathBuf, &str)> = Vec::new();
+        let mut writes: Vec<(PathBuf, String)> = Vec::new();
         let mut site_paths = paths.site_config.iter();
-        for (name, text) in &layout {
+        for (name, text) in layout {
             let path = if name.starts_with("site-config") {
                 site_paths.next().cloned()
             } else if name == SETTINGS_FILE_NAME {
@@ -222,16 +251,72 @@ impl ConfigSnapshot {
                     reason: format!("the snapshot has {name} but no path was given for it"),
                 });
             };
-            plan.push((path, text));
+            writes.push((path, text));
         }
-        for (path, text) in plan {
-            write_atomically(&path, text.as_bytes()).await?;
+        let mut existing = Vec::new();
+        for p in paths
+            .site_config
+            .iter()
+            .chain(&paths.global_settings)
+            .chain(&paths.extsvc_config)
+        {
+            match tokio::fs::symlink_metadata(p).await {
+                Ok(_) => existing.push(p.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ConfigError::io("inspect", p)(e)),
+            }
         }
+        if !existing.is_empty() && !overwrite {
+            return Err(ConfigError::TargetExists { files: existing });
+        }
+        let (replaced, left): (Vec<PathBuf>, Vec<PathBuf>) = existing
+            .into_iter()
+            .partition(|p| writes.iter().any(|(w, _)| w == p));
         let mut warnings = Vec::new();
+        for p in &left {
+            warnings.push(format!(
+                "{} was left as it was: the backup holds no document for it",
+                p.display()
+            ));
+        }
         if self.code_hosts().next().is_some() {
             warnings.push(EXTSVC_FILE_WARNING.to_owned());
         }
-        Ok(warnings)
+        Ok(FilesPlan {
+            writes,
+            replaced,
+            warnings,
+        })
+    }
+}
+
+/// What writing a snapshot as files does (see [`ConfigSnapshot::write_files`]).
+pub(crate) struct FilesPlan {
+    /// Each file and its text.
+    pub(crate) writes: Vec<(PathBuf, String)>,
+    /// Files that exist and will be replaced (only with `overwrite`).
+    pub(crate) replaced: Vec<PathBuf>,
+    /// For the operator.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl FilesPlan {
+    /// Writes every file, private.
+    pub(crate) async fn write(&self) -> Result<(), ConfigError> {
+        for (path, text) in &self.writes {
+            write_atomically(path, text.as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    /// The files written, for reports.
+    pub(crate) fn written(&self) -> Vec<String> {
+        self.writes.iter().map(|(p, _)| p.display().to_string()).collect()
+    }
+
+    /// The files replaced, for reports.
+    pub(crate) fn replaced(&self) -> Vec<String> {
+        self.replaced.iter().map(|p| p.display().to_string()).collect()
     }
 }
 
@@ -316,35 +401,202 @@ fn file_provenance(p: &Path) -> Provenance {
     }
 }
 
+/// Reads a configuration file: a regular file (symbolic links followed) of at most
+/// [`MAX_CONFIG_FILE_SIZE`] bytes, read through a cap so that even a size that lies stops.
 async fn read_text(p: &Path) -> Result<String, ConfigError> {
-    let bytes = tokio::fs::read(p).await.map_err(ConfigError::io("read", p))?;
+    // Checked before opening: opening a FIFO for reading would wait for a writer.
+    let meta = tokio::fs::metadata(p).await.map_err(ConfigError::io("read", p))?;
+    check_regular(p, &meta)?;
+    let file = tokio::fs::File::open(p)
+        .await
+        .map_err(ConfigError::io("read", p))?;
+    // And again on what was opened, in case the name was swapped in between.
+    let meta = file.metadata().await.map_err(ConfigError::io("read", p))?;
+    check_regular(p, &meta)?;
+    let bytes = read_capped(file, MAX_CONFIG_FILE_SIZE, p).await?;
     String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
         path: p.to_path_buf(),
     })
 }
 
-/// Writes `bytes` to `<path>.tmp-sgbackup` then renames it over `path`.
+fn check_regular(p: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
+    if !meta.is_file() {
+        return Err(ConfigError::NotRegularFile {
+            path: p.to_path_buf(),
+            what: file_type_name(&meta.file_type()),
+        });
+    }
+    if meta.len() > MAX_CONFIG_FILE_SIZE {
+        return Err(ConfigError::FileTooLarge {
+            path: p.to_path_buf(),
+            limit: MAX_CONFIG_FILE_SIZE,
+        });
+    }
+    Ok(())
+}
+
+fn file_type_name(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return "character device";
+        }
+        if t.is_block_device() {
+            return "block device";
+        }
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+    }
+    if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads at most `cap` bytes of `reader`; more is [`ConfigError::FileTooLarge`].
+async fn read_capped(reader: impl AsyncRead + Unpin, cap: u64, p: &Path) -> Result<Vec<u8>, ConfigError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(ConfigError::io("read", p))?;
+    if bytes.len() as u64 > cap {
+        return Err(ConfigError::FileTooLarge {
+            path: p.to_path_buf(),
+            limit: cap,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `<path>.tmp-sgbackup` (created `0600`) then renames it over `path`; missing
+/// parent directories are created `0700`. The temporary file is removed on failure.
 pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(ConfigError::io("create directory", dir))?;
+        create_private_dirs(dir).await?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp-sgbackup");
     let tmp = PathBuf::from(tmp);
-    tokio::fs::write(&tmp, bytes)
+    // A leftover of an earlier run may have any mode: start from a new file.
+    match tokio::fs::remove_file(&tmp).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ConfigError::io("remove", &tmp)(e)),
+    }
+    let result = write_private(&tmp, bytes).await;
+    let result = match result {
+        Ok(()) => tokio::fs::rename(&tmp, path)
+            .await
+            .map_err(ConfigError::io("rename into", path)),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// Creates `path` (which must not exist) `0600`, whatever the umask, then writes and syncs it.
+async fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
         .await
-        .map_err(ConfigError::io("write", &tmp))?;
-    tokio::fs::rename(&tmp, path)
+        .map_err(ConfigError::io("create", path))?;
+    // The umask may have taken bits away (never added any): set the mode exactly, before the
+    // secrets are written.
+    sourcegraph_backup_core::repository::make_file_private(path)
+        .map_err(ConfigError::io("make private", path))?;
+    file.write_all(bytes)
         .await
-        .map_err(ConfigError::io("rename into", path))
+        .map_err(ConfigError::io("write", path))?;
+    file.sync_all().await.map_err(ConfigError::io("write", path))
+}
+
+/// Creates `dir` and any missing parents, each new one `0700` whatever the umask; directories
+/// that exist keep their mode (they may be shared parents).
+async fn create_private_dirs(dir: &Path) -> Result<(), ConfigError> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() {
+            break;
+        }
+        match tokio::fs::symlink_metadata(d).await {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(d.to_path_buf()),
+            Err(e) => return Err(ConfigError::io("inspect", d)(e)),
+        }
+        cur = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match tokio::fs::create_dir(d).await {
+            Ok(()) => set_dir_private(d).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ConfigError::io("create directory", d)(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn set_dir_private(dir: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(ConfigError::io("make private", dir))
+}
+
+#[cfg(not(unix))]
+async fn set_dir_private(_dir: &Path) -> Result<(), ConfigError> {
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[tokio::test]
+    async fn reading_stops_at_the_cap_whatever_the_size_says() {
+        // An endless reader, like a file whose size lies: the cap stops it.
+        let endless = tokio::io::repeat(b'x');
+        let err = read_capped(endless, 1024, Path::new("/cfg/site.json"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::FileTooLarge { limit: 1024, path } if path == Path::new("/cfg/site.json")),
+            "{err}"
+        );
+        let exact = read_capped(&b"0123456789"[..], 10, Path::new("f")).await.unwrap();
+        assert_eq!(exact, b"0123456789");
+        let err = read_capped(&b"0123456789!"[..], 10, Path::new("f"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::FileTooLarge { .. }), "{err}");
+        let msg = ConfigError::FileTooLarge {
+            path: "/cfg/site.json".into(),
+            limit: MAX_CONFIG_FILE_SIZE,
+        }
+        .to_string();
+        assert!(
+            msg.contains("/cfg/site.json") && msg.contains("(16 MiB)"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn splice_round_trips_texts_with_trailing_line_comments() {

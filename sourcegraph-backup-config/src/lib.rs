@@ -15,12 +15,17 @@
 //!   [`ConfigSnapshot::from_files`].
 //! - [`redact`]: the redacted view Sourcegraph's UI shows; every diff and report uses it.
 //!   [`find_redacted_secrets`] catches documents copied from the API, whose secrets were replaced
-//!   by `REDACTED`: importing them is refused, naming the field.
+//!   by `REDACTED`: a backup reports each such field in its warnings, and importing them (into a
+//!   database or files) is refused, naming the field.
 //! - [`ConfigImporter`]: validation before any write, an [`ImportPlan`] with unified diffs of the
 //!   redacted texts, new revisions in one transaction with optimistic concurrency, dry runs.
 //! - [`ConfigStore`]: the `DataStore` + `Exporter` + `Importer` of the backup pipeline (store id
 //!   `config`): each document is its own artifact, plus copies to paste into the web UI and the
-//!   three start-up files.
+//!   three start-up files. A restore into files refuses target files that exist unless
+//!   [`ImportOptions::overwrite`] (command line `--clean`), and writes them private: `0600`, new
+//!   directories `0700`, whatever the umask.
+//! - Input files are read only when they are regular files (symbolic links followed) of at most
+//!   [`files::MAX_CONFIG_FILE_SIZE`] (16 MiB); a device, FIFO or larger file is refused, naming it.
 //!
 //! User and organisation settings are **not** configuration JSON here: they are rows of the
 //! `settings` table tied to users and orgs, and travel with the Postgres backup of the frontend

@@ -16,6 +16,7 @@ use crate::jsonc::validate_document;
 use crate::keys::encryption_keys;
 use crate::layout::{artifact_names, entry, ConfigDetails, DETAILS_VERSION, UI_README};
 use crate::model::{sha256_hex, ConfigDocument, ConfigSnapshot};
+use crate::redact::find_redacted_secrets;
 
 /// The store id used in backups.
 pub const STORE_ID: &str = "config";
@@ -67,10 +68,20 @@ impl ConfigStore {
         self
     }
 
-    /// Sets how imports into a database behave (`remove_missing`, `dry_run`).
+    /// Sets how imports behave (`remove_missing`, `dry_run`, `tenant_id` for a database;
+    /// `dry_run`, `overwrite` for files).
     #[must_use]
     pub fn with_import_options(mut self, options: ImportOptions) -> Self {
         self.import_options = options;
+        self
+    }
+
+    /// Into files: replace configuration files that already exist (command line: `--clean`;
+    /// sets [`ImportOptions::overwrite`]). Without it, an import into files refuses, writing
+    /// nothing, when any target file exists.
+    #[must_use]
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.import_options.overwrite = overwrite;
         self
     }
 
@@ -95,6 +106,9 @@ impl ConfigStore {
     }
 
     /// Writes `snapshot` into `ctx`'s backup; returns the report (details = [`ConfigDetails`]).
+    /// Its warnings (also sent as progress warnings) name, per field path, every secret that
+    /// holds Sourcegraph's `REDACTED` marker instead of the secret: such a backup cannot
+    /// restore it.
     pub async fn export_snapshot(
         &self,
         snapshot: &ConfigSnapshot,
@@ -107,6 +121,15 @@ impl ConfigStore {
         for (d, (artifact, ui)) in snapshot.documents.iter().zip(names) {
             if let Err(e) = validate_document(d) {
                 warnings.push(format!("carried as is, but it will not import: {e}"));
+            } else if let Ok(fields) = find_redacted_secrets(d) {
+                for field in fields {
+                    warnings.push(format!(
+                        "{}: secret field {field} holds REDACTED (Sourcegraph's redaction marker) instead of the secret; \
+                         this backup cannot restore it, and a restore refuses the document (the text was \
+                         likely saved from a copy taken through the API: put the real secret back and back up again)",
+                        d.name()
+                    ));
+                }
             }
             let content_type = if d.is_encrypted() {
                 "application/octet-stream"
@@ -241,7 +264,11 @@ impl ConfigStore {
         })
     }
 
-    /// Imports `snapshot` into this store's location.
+    /// Imports `snapshot` into this store's location. Into a database: new revisions (see
+    /// [`ImportOptions`]). Into files: validated as for a database (a secret holding `REDACTED`
+    /// is refused), refused when a target file exists unless [`ImportOptions::overwrite`], the
+    /// files written private (`0600`, new directories `0700`); the report's details list the
+    /// `files` (written, or to write in a dry run) and the existing ones `replaced`.
     pub async fn import_snapshot(&self, snapshot: &ConfigSnapshot) -> Result<ImportReport, ConfigError> {
         match &self.location {
             ConfigLocation::Database(c) => {
@@ -268,20 +295,21 @@ impl ConfigStore {
                 })
             }
             ConfigLocation::Files(p) => {
-                let warnings = if self.import_options.dry_run {
-                    crate::validate::validate_snapshot(snapshot)?;
-                    Vec::new()
-                } else {
-                    snapshot.write_files(p).await?
-                };
+                // Validation, the target check and `overwrite` alike for a dry run.
+                let plan = snapshot.plan_files(p, self.import_options.overwrite).await?;
+                if !self.import_options.dry_run {
+                    plan.write().await?;
+                }
                 Ok(ImportReport {
                     details: serde_json::json!({
                         "dry_run": self.import_options.dry_run,
                         "site_config_file": p.site_config_env(),
                         "global_settings_file": p.global_settings.as_ref().map(|p| p.display().to_string()),
                         "extsvc_config_file": p.extsvc_config.as_ref().map(|p| p.display().to_string()),
+                        "files": plan.written(),
+                        "replaced": plan.replaced(),
                     }),
-                    warnings,
+                    warnings: plan.warnings,
                     bytes: snapshot.documents.iter().map(|d| d.text.len() as u64).sum(),
                 })
             }

@@ -108,7 +108,7 @@ async fn spliced_code_host_file_keeps_each_text() {
     }
     let dst = tempfile::tempdir().unwrap();
     let out = ConfigFilePaths::in_dir(dst.path());
-    snapshot.write_files(&out).await.unwrap();
+    snapshot.write_files(&out, false).await.unwrap();
     let back = ConfigSnapshot::from_files(&out).await.unwrap();
     let a: Vec<&str> = snapshot.code_hosts().map(|d| d.text.as_str()).collect();
     let b: Vec<&str> = back.code_hosts().map(|d| d.text.as_str()).collect();
@@ -123,7 +123,7 @@ async fn invalid_documents_write_no_file() {
     snapshot.documents[1].text = "{\"a\": 1,\n \"b\": }".into();
     let dst = tempfile::tempdir().unwrap();
     let out = ConfigFilePaths::in_dir(dst.path());
-    let err = snapshot.write_files(&out).await.unwrap_err().to_string();
+    let err = snapshot.write_files(&out, false).await.unwrap_err().to_string();
     assert!(err.contains("global settings") && err.contains("line 2"), "{err}");
     assert_eq!(std::fs::read_dir(dst.path()).unwrap().count(), 0);
     // Reading a malformed file names the file and the position.

@@ -186,9 +186,27 @@ async fn redacted_secrets_are_refused_naming_the_field() {
         .batch_execute("sg", "INSERT INTO critical_and_site_config (type, contents) VALUES ('site', '{\"email.smtp\": {\"password\": \"REDACTED\"}}')")
         .await
         .unwrap();
-    let (repo, ..) = export(&ConfigStore::database(db.clone())).await.unwrap();
+    let (repo, report, ..) = export(&ConfigStore::database(db.clone())).await.unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("site configuration: secret field email.smtp.password holds REDACTED")),
+        "the backup reports it: {:?}",
+        report.warnings
+    );
     let err = import(&repo, &ConfigStore::database(db)).await.unwrap_err();
     assert!(err.contains("email.smtp.password"), "{err}");
+    // And into files, as into the database.
+    let dir = tempfile::tempdir().unwrap();
+    let files = ConfigStore::files(sourcegraph_backup_config::ConfigFilePaths::in_dir(dir.path()));
+    let err = import(&repo, &files).await.unwrap_err();
+    assert!(err.contains("secret field email.smtp.password"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -23,7 +23,8 @@ pub use read::DatabaseSourceOptions;
 use crate::error::ConfigError;
 use crate::model::ConfigSnapshot;
 
-/// How to import into a database.
+/// How to import: into a database ([`ConfigImporter`], [`ConfigStore`](crate::ConfigStore)) or
+/// into files ([`ConfigStore`](crate::ConfigStore) at [`ConfigLocation::Files`](crate::ConfigLocation::Files)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportOptions {
     /// Soft-delete (set `deleted_at`) target connections the backup lacks. Off by default: they
@@ -33,6 +34,11 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// The tenant written on multi-tenant schemas (enterprise instances: 1).
     pub tenant_id: i32,
+    /// Files only: replace configuration files that already exist (command line: `--clean`).
+    /// Off by default: an import into files refuses, before writing anything, when any of the
+    /// target files exists, naming them ([`ConfigError::TargetExists`]). A database import
+    /// writes new revisions and keeps the old ones, so this does not apply to it.
+    pub overwrite: bool,
 }
 
 impl Default for ImportOptions {
@@ -41,6 +47,7 @@ impl Default for ImportOptions {
             remove_missing: false,
             dry_run: false,
             tenant_id: 1,
+            overwrite: false,
         }
     }
 }
