@@ -441,7 +441,9 @@ pub(super) fn redacted_url(c: &PgConnectionConfig) -> String {
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let h = if h.contains(':') {
+            // Only an IPv6 address goes in brackets: there the parser takes the text verbatim, so
+            // a socket directory or name holding ':' (and '/', '@', ']') is percent-encoded.
+            let h = if h.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
                 format!("[{h}]")
             } else {
                 encode(h)

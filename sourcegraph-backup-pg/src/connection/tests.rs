@@ -664,3 +664,26 @@ fn pgpass_file_selection_and_permissions() {
     write_mode(&explicit, b"db:5432:sg:other:x\n", 0o600);
     assert_eq!(pgpass::lookup_file(&explicit, &targets), pgpass::Outcome::NoMatch);
 }
+
+/// Found by fuzzing (fuzz target `pg_connection`): any host holding ':' was put in brackets,
+/// where the URL parser takes it verbatim, so a socket directory like `/run/pg:a` (its '/' ends
+/// the host part) or a name with '@' or ']' gave a redacted URL that did not parse back.
+#[test]
+fn redacted_url_round_trips_hosts_with_colons() {
+    for (input, hosts) in [
+        ("host=/run/pg:a port=5433 user=u", vec!["/run/pg:a"]),
+        ("host=a:b@c,x]:y dbname=d", vec!["a:b@c", "x]:y"]),
+        ("postgres://u@%2Ftmp%2Fa%3Ab,[::1]:6/d", vec!["/tmp/a:b", "::1"]),
+        ("postgres://u@[fe80::1%25eth0]/d", vec!["fe80::1%25eth0"]),
+    ] {
+        let c: PgConnectionConfig = input.parse().unwrap();
+        assert_eq!(c.hosts(), hosts, "{input}");
+        let url = c.redacted_url();
+        let back = PgConnectionConfig::from_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(back.hosts(), hosts, "{url}");
+        assert_eq!(back.endpoint(), c.endpoint(), "{url}");
+        assert_eq!(back.redacted_url(), url);
+    }
+    let v6 = PgConnectionConfig::from_url("postgres://u@[::1]:6/d").unwrap();
+    assert_eq!(v6.redacted_url(), "postgres://u@[::1]:6/d?sslmode=prefer");
+}
