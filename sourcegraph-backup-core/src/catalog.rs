@@ -6,6 +6,7 @@
 //! standard Kubernetes and Docker Compose deployments. The [`mod@crate::plan`]
 //! module turns these facts into a backup plan.
 
+use crate::model::Database;
 use serde::{Deserialize, Serialize};
 
 /// Which section of the data-store table a catalog row comes from.
@@ -56,12 +57,8 @@ impl Recreatable {
 pub enum Carrier {
     /// The configuration store (the three JSONC documents).
     Configuration,
-    /// The logical dump of the main database `pgsql`.
-    FrontendDatabase,
-    /// The logical dump of `codeintel-db`.
-    CodeIntelDatabase,
-    /// The logical dump of `codeinsights-db`.
-    CodeInsightsDatabase,
+    /// The logical dump of one of the three databases.
+    Database(Database),
     /// A persistent volume archive (the deployment decides which volumes).
     Volume,
 }
@@ -94,30 +91,30 @@ pub const CATALOG: &[CatalogEntry] = &[
         "defaults set by administrators for all users", Carrier::Configuration),
     // Main database.
     entry("repository-metadata", "Repository metadata (clone URLs, fork/archive flags, ...)", DataClass::MainDatabase,
-        Recreatable::Yes, "", Carrier::FrontendDatabase),
+        Recreatable::Yes, "", Carrier::Database(Database::Frontend)),
     entry("user-accounts", "User accounts", DataClass::MainDatabase,
         Recreatable::Partly("yes with SSO authentication, no with built-in authentication"),
-        "yes with SSO authentication, no with built-in authentication", Carrier::FrontendDatabase),
+        "yes with SSO authentication, no with built-in authentication", Carrier::Database(Database::Frontend)),
     entry("private-extensions", "Private Sourcegraph extensions", DataClass::MainDatabase,
-        Recreatable::Yes, "only with a private extension registry; keep the extension code backed up", Carrier::FrontendDatabase),
-    entry("repository-permissions", "Repository permissions", DataClass::MainDatabase, Recreatable::Yes, "", Carrier::FrontendDatabase),
-    entry("organizations", "Organizations", DataClass::MainDatabase, Recreatable::No, "", Carrier::FrontendDatabase),
+        Recreatable::Yes, "only with a private extension registry; keep the extension code backed up", Carrier::Database(Database::Frontend)),
+    entry("repository-permissions", "Repository permissions", DataClass::MainDatabase, Recreatable::Yes, "", Carrier::Database(Database::Frontend)),
+    entry("organizations", "Organizations", DataClass::MainDatabase, Recreatable::No, "", Carrier::Database(Database::Frontend)),
     entry("user-and-org-settings", "User and org settings", DataClass::MainDatabase, Recreatable::No,
-        "global settings travel with the configuration JSON; user and org settings only with the database", Carrier::FrontendDatabase),
-    entry("saved-searches", "Saved searches", DataClass::MainDatabase, Recreatable::No, "", Carrier::FrontendDatabase),
-    entry("access-tokens", "User-generated access tokens", DataClass::MainDatabase, Recreatable::No, "", Carrier::FrontendDatabase),
-    entry("batch-changes", "Batch Changes", DataClass::MainDatabase, Recreatable::No, "", Carrier::FrontendDatabase),
+        "global settings travel with the configuration JSON; user and org settings only with the database", Carrier::Database(Database::Frontend)),
+    entry("saved-searches", "Saved searches", DataClass::MainDatabase, Recreatable::No, "", Carrier::Database(Database::Frontend)),
+    entry("access-tokens", "User-generated access tokens", DataClass::MainDatabase, Recreatable::No, "", Carrier::Database(Database::Frontend)),
+    entry("batch-changes", "Batch Changes", DataClass::MainDatabase, Recreatable::No, "", Carrier::Database(Database::Frontend)),
     entry("code-graph-metadata", "Code graph metadata", DataClass::MainDatabase,
         Recreatable::Partly("only by re-running indexing and uploads for the affected repositories and revisions; not by default"),
-        "only by re-running indexing and uploads for the affected repositories and revisions; not by default", Carrier::FrontendDatabase),
-    entry("user-survey-responses", "User survey responses", DataClass::MainDatabase, Recreatable::No, "", Carrier::FrontendDatabase),
+        "only by re-running indexing and uploads for the affected repositories and revisions; not by default", Carrier::Database(Database::Frontend)),
+    entry("user-survey-responses", "User survey responses", DataClass::MainDatabase, Recreatable::No, "", Carrier::Database(Database::Frontend)),
     entry("usage-statistics", "Usage statistics and event logs", DataClass::MainDatabase, Recreatable::No,
-        "used by admins for audit; not needed for Sourcegraph to work", Carrier::FrontendDatabase),
+        "used by admins for audit; not needed for Sourcegraph to work", Carrier::Database(Database::Frontend)),
     // Data on disk.
     entry("repository-git-data", "Repository (git) data", DataClass::DataOnDisk, Recreatable::Yes, "", Carrier::Volume),
     entry("search-indexes", "Search indexes", DataClass::DataOnDisk, Recreatable::Yes, "", Carrier::Volume),
     entry("code-graph-data", "Code graph data", DataClass::DataOnDisk, Recreatable::No,
-        "regenerated only by re-running indexing and uploads; not by default", Carrier::CodeIntelDatabase),
+        "regenerated only by re-running indexing and uploads; not by default", Carrier::Database(Database::CodeIntel)),
     entry("prometheus-metrics", "Prometheus metrics", DataClass::DataOnDisk, Recreatable::No, "", Carrier::Volume),
     entry("minio", "MinIO", DataClass::DataOnDisk, Recreatable::Yes, "holds unprocessed uploads", Carrier::Volume),
     // Ephemeral.
@@ -236,7 +233,7 @@ const fn vol(
 pub const KUBERNETES_VOLUMES: &[DeploymentVolume] = &[
     vol(
         "codeinsight-db",
-        VolumeContent::PostgresData(Carrier::CodeInsightsDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::CodeInsights)),
         true,
         "",
         &[],
@@ -244,7 +241,7 @@ pub const KUBERNETES_VOLUMES: &[DeploymentVolume] = &[
     ),
     vol(
         "codeintel-db",
-        VolumeContent::PostgresData(Carrier::CodeIntelDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::CodeIntel)),
         true,
         "recreatable, but worth migrating: regenerating it takes a long time",
         &["code-graph-data"],
@@ -277,7 +274,7 @@ pub const KUBERNETES_VOLUMES: &[DeploymentVolume] = &[
     vol("minio", VolumeContent::ObjectStore, true, "", &["minio"], "/data"),
     vol(
         "pgsql",
-        VolumeContent::PostgresData(Carrier::FrontendDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::Frontend)),
         false,
         "the main database: most of the state lives here",
         &[],
@@ -314,7 +311,7 @@ pub const KUBERNETES_VOLUMES: &[DeploymentVolume] = &[
 pub const COMPOSE_VOLUMES: &[DeploymentVolume] = &[
     vol(
         "pgsql",
-        VolumeContent::PostgresData(Carrier::FrontendDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::Frontend)),
         false,
         "the main database: most of the state lives here",
         &[],
@@ -322,7 +319,7 @@ pub const COMPOSE_VOLUMES: &[DeploymentVolume] = &[
     ),
     vol(
         "codeintel-db",
-        VolumeContent::PostgresData(Carrier::CodeIntelDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::CodeIntel)),
         true,
         "recreatable, but worth migrating: regenerating it takes a long time",
         &["code-graph-data"],
@@ -330,7 +327,7 @@ pub const COMPOSE_VOLUMES: &[DeploymentVolume] = &[
     ),
     vol(
         "codeinsights-db",
-        VolumeContent::PostgresData(Carrier::CodeInsightsDatabase),
+        VolumeContent::PostgresData(Carrier::Database(Database::CodeInsights)),
         true,
         "",
         &[],

@@ -37,6 +37,7 @@
 pub mod catalog;
 mod error;
 pub mod manifest;
+pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

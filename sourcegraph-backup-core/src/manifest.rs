@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::plan::{BackupOption, Plan};
-use crate::store::StoreKind;
+use crate::model::{BackupOption, StoreKind};
+use crate::plan::Plan;
 
 /// The manifest format this library writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;

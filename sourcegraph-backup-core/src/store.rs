@@ -4,8 +4,8 @@
 //! kind of store; the [`crate::pipeline`] holds them as trait objects, so one
 //! backup can mix stores of every kind.
 
+pub use crate::model::StoreKind;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::error::BoxError;
 use crate::error::CoreError;
@@ -13,30 +13,6 @@ use crate::manifest::ArtifactRecord;
 use crate::manifest::{BackupManifest, SourceInfo, StoreManifest};
 use crate::progress::ProgressSink;
 use crate::repository::{ArtifactOptions, ArtifactReader, ArtifactWriter, BackupReader, BackupWriter};
-
-/// The kind of a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreKind {
-    /// The configuration JSON documents.
-    Config,
-    /// A PostgreSQL database.
-    Postgres,
-    /// A persistent volume (a directory).
-    Volume,
-}
-
-impl StoreKind {
-    /// The restore phase of this kind: databases, then configuration (so its
-    /// revisions land on top of the restored tables), then volumes.
-    pub fn restore_phase(self) -> u8 {
-        match self {
-            StoreKind::Postgres => 0,
-            StoreKind::Config => 1,
-            StoreKind::Volume => 2,
-        }
-    }
-}
 
 /// A named place that holds Sourcegraph data.
 #[async_trait]

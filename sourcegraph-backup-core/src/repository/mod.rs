@@ -23,8 +23,7 @@ use serde::Serialize;
 
 use crate::error::CoreError;
 use crate::manifest::{BackupManifest, MANIFEST_FILE};
-use crate::plan::BackupOption;
-use crate::store::StoreKind;
+use crate::model::{BackupOption, StoreKind};
 
 pub use lease::{Lease, DEFAULT_LEASE_DURATION, LEASE_FILE};
 pub use private::make_file_private;

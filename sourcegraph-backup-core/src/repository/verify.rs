@@ -36,6 +36,22 @@ impl VerifyReport {
     }
 }
 
+/// An error's message followed by its causes (the OS error of a failed read, e.g.
+/// `Permission denied`), each once.
+fn with_causes(e: &CoreError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub(super) async fn verify(reader: &BackupReader) -> VerifyReport {
     let mut report = VerifyReport {
         backup: reader.id().into(),
@@ -51,7 +67,7 @@ pub(super) async fn verify(reader: &BackupReader) -> VerifyReport {
                 Err(e) => report.problems.push(ArtifactProblem {
                     path: record.path.clone(),
                     missing: matches!(e, CoreError::MissingArtifact { .. }),
-                    problem: e.to_string(),
+                    problem: with_causes(&e),
                 }),
             }
         }

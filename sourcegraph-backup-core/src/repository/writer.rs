@@ -24,8 +24,8 @@ use crate::error::CoreError;
 use crate::manifest::{
     ArtifactRecord, BackupManifest, Compression, SourceInfo, StoreManifest, FORMAT_VERSION, MANIFEST_FILE,
 };
-use crate::plan::{BackupOption, Plan};
-use crate::store::StoreKind;
+use crate::model::{BackupOption, StoreKind};
+use crate::plan::Plan;
 
 /// Size of the chunks handed from the encoder to the upload task.
 const ENCODED_CHUNK: usize = 1024 * 1024;
