@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use cli::args::{ListArgs, PgBackupArgs, PgRestoreArgs, PlanArgs, VerifyArgs, Volumes};
+use cli::args::{CleanArgs, ListArgs, PgBackupArgs, PgRestoreArgs, PlanArgs, VerifyArgs, Volumes};
 use cli::stores::{self, StoreHandle, Tuning};
 use cli::{instance, Error, Usage};
 use sourcegraph_backup::core::catalog::volume_for_name;
@@ -47,8 +47,13 @@ enum Command {
     Restore(RestoreArgs),
     /// Re-read every artifact of a backup and check its size and SHA-256.
     Verify(VerifyArgs),
-    /// List the complete backups under DEST, newest first.
+    /// List every backup under DEST, newest first: complete, in progress, abandoned
+    /// (interrupted or failed, with its age) and unreadable (with the reason). Exits 1 when
+    /// one needs attention (abandoned or unreadable).
     List(ListArgs),
+    /// Remove the incomplete backups under DEST that no running backup owns (interrupted
+    /// or failed ones); running backups are left alone.
+    Clean(CleanArgs),
 }
 
 #[derive(Args)]
@@ -179,12 +184,13 @@ async fn restore(args: RestoreArgs) -> Result<bool, Error> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     let (json, name) = match &cli.command {
         Command::Backup(a) => (a.pg.output.json, "backup"),
         Command::Restore(a) => (a.pg.output.json, "restore"),
         Command::Verify(a) => (a.output.json, "verify"),
         Command::List(a) => (a.output.json, "list"),
+        Command::Clean(a) => (a.output.json, "clean"),
     };
     cli::run(json, cli::usage_of::<Cli>(name), async move {
         match cli.command {
@@ -192,6 +198,7 @@ fn main() -> ExitCode {
             Command::Restore(a) => restore(a).await,
             Command::Verify(a) => cli::verify(&a.from.from, a.pick.backup.as_deref(), a.output.json).await,
             Command::List(a) => cli::list(&a.from.from, a.output.json).await,
+            Command::Clean(a) => cli::clean(&a.from.from, a.output.json).await,
         }
     })
 }

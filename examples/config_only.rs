@@ -12,7 +12,9 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use cli::args::{ConfigArgs, Databases, DryRun, From, Jobs, ListArgs, Output, Pick, To, VerifyArgs};
+use cli::args::{
+    CleanArgs, ConfigArgs, Databases, DryRun, From, Jobs, ListArgs, Output, Pick, To, VerifyArgs,
+};
 use cli::stores::{self, StoreHandle};
 use cli::{Error, Usage};
 use sourcegraph_backup::core::{plan, BackupOption, Deployment, PlanRequest};
@@ -34,8 +36,13 @@ enum Command {
     Restore(RestoreArgs),
     /// Re-read every artifact of a backup and check its size and SHA-256.
     Verify(VerifyArgs),
-    /// List the complete backups under DEST, newest first.
+    /// List every backup under DEST, newest first: complete, in progress, abandoned
+    /// (interrupted or failed, with its age) and unreadable (with the reason). Exits 1 when
+    /// one needs attention (abandoned or unreadable).
     List(ListArgs),
+    /// Remove the incomplete backups under DEST that no running backup owns (interrupted
+    /// or failed ones); running backups are left alone.
+    Clean(CleanArgs),
 }
 
 /// Where the configuration is: `--config-db`, `--config-files` or `--from-env`.
@@ -74,19 +81,24 @@ struct RestoreArgs {
     place: Place,
     #[command(flatten)]
     dry_run: DryRun,
+    /// Replace configuration files that already exist in the --config-files directory;
+    /// without it, existing files are refused before anything is written. (A database keeps
+    /// its earlier revisions either way.)
+    #[arg(long)]
+    clean: bool,
     #[command(flatten)]
     jobs: Jobs,
     #[command(flatten)]
     output: Output,
 }
 
-fn config_store(place: &Place, dry_run: bool) -> Result<StoreHandle, Error> {
+fn config_store(place: &Place, dry_run: bool, clean: bool) -> Result<StoreHandle, Error> {
     let dbs = Databases {
         from_env: place.from_env,
         ..Databases::default()
     };
     match stores::config_place(&place.config, &dbs)? {
-        Some(p) => stores::config(p, dry_run, place.carry_encrypted),
+        Some(p) => stores::config_into(p, dry_run, place.carry_encrypted, clean),
         None => Err(Usage(
             "say where the configuration is: --config-db URL, --config-files DIR or --from-env".into(),
         )
@@ -95,7 +107,7 @@ fn config_store(place: &Place, dry_run: bool) -> Result<StoreHandle, Error> {
 }
 
 async fn backup(args: BackupArgs) -> Result<bool, Error> {
-    let store = config_store(&args.place, false)?;
+    let store = config_store(&args.place, false, false)?;
     let plan = plan(&PlanRequest::new(
         BackupOption::ConfigOnly,
         Deployment::DockerCompose,
@@ -106,7 +118,7 @@ async fn backup(args: BackupArgs) -> Result<bool, Error> {
 }
 
 async fn restore(args: RestoreArgs) -> Result<bool, Error> {
-    let store = config_store(&args.place, args.dry_run.dry_run)?;
+    let store = config_store(&args.place, args.dry_run.dry_run, args.clean)?;
     let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
     let targets = cli::Targets {
         stores: vec![store],
@@ -118,12 +130,13 @@ async fn restore(args: RestoreArgs) -> Result<bool, Error> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse();
     let (json, name) = match &cli.command {
         Command::Backup(a) => (a.output.json, "backup"),
         Command::Restore(a) => (a.output.json, "restore"),
         Command::Verify(a) => (a.output.json, "verify"),
         Command::List(a) => (a.output.json, "list"),
+        Command::Clean(a) => (a.output.json, "clean"),
     };
     cli::run(json, cli::usage_of::<Cli>(name), async move {
         match cli.command {
@@ -131,6 +144,7 @@ fn main() -> ExitCode {
             Command::Restore(a) => restore(a).await,
             Command::Verify(a) => cli::verify(&a.from.from, a.pick.backup.as_deref(), a.output.json).await,
             Command::List(a) => cli::list(&a.from.from, a.output.json).await,
+            Command::Clean(a) => cli::clean(&a.from.from, a.output.json).await,
         }
     })
 }

@@ -193,7 +193,12 @@ impl Demo {
             true,
         )?];
         for (role, db, _) in DATABASES.iter().filter(|_| with_databases) {
-            out.push(stores::database(*role, conn(&self.src, db)?, tuning));
+            out.push(stores::database(
+                *role,
+                conn(&self.src, db)?,
+                tuning,
+                Default::default(),
+            ));
         }
         for v in VOLUMES.iter().filter(|_| with_volumes) {
             out.push(stores::volume(
@@ -237,7 +242,12 @@ impl Demo {
             for (role, db, _) in DATABASES {
                 let name = format!("{prefix}_{db}");
                 self.dst.create_database(&name).await?;
-                targets.push(stores::database(role, conn(&self.dst, &name)?, tuning));
+                targets.push(stores::database(
+                    role,
+                    conn(&self.dst, &name)?,
+                    tuning,
+                    Default::default(),
+                ));
             }
             // The restored main database already holds the configuration: it is not re-applied.
             reasons.insert(

@@ -10,6 +10,11 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use sourcegraph_backup_testkit::{oracle, PgCluster};
 
+/// Issue 11 on the command line: role maps, every backup listed, `clean`, interrupted
+/// backups, messages, secrets.
+#[path = "examples_cli/hardening.rs"]
+mod hardening;
+
 /// Builds the examples once per test run and returns the directory holding them.
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -883,7 +888,7 @@ async fn postgres_only_restore_leaves_the_configuration_to_the_dump() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let summary = stdout_json(&out);
     assert_eq!(summary["dry_run"], true);
-    assert_eq!(status_and_reason(&summary, "config").0, "restored");
+    assert_eq!(status_and_reason(&summary, "config").0, "would-restore");
     assert_eq!(status_and_reason(&summary, "pgsql").0, "not-restored");
     let diffs = row(&summary, "config")["details"]["diffs"].as_array().unwrap();
     assert!(

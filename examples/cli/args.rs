@@ -5,10 +5,12 @@
 //! interchangeably. None of them derives `Debug`: database URLs may carry a
 //! password, and nothing here should ever be able to print one.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use sourcegraph_backup::core::Deployment;
+use sourcegraph_backup::pg::schema::RenderOptions;
 
 /// `--to DEST`: where a backup is written.
 #[derive(Args, Clone)]
@@ -86,8 +88,10 @@ pub struct ConfigArgs {
     /// only to a --config-db or --config-files target (the restored main database holds it).
     #[arg(long, value_name = "URL")]
     pub config_db: Option<String>,
-    /// A directory of configuration files (site.json, global-settings.json,
-    /// code host connections) instead of a database.
+    /// A directory of configuration files instead of a database: site-config.json (the
+    /// site configuration), global-settings.json and extsvc-config.json (code host
+    /// connections), the names Sourcegraph's SITE_CONFIG_FILE, GLOBAL_SETTINGS_FILE and
+    /// EXTSVC_CONFIG_FILE conventionally use.
     #[arg(long, value_name = "DIR")]
     pub config_files: Option<PathBuf>,
 }
@@ -152,14 +156,66 @@ pub struct DbTuning {
 #[derive(Args, Clone, Copy, Default)]
 pub struct Clean {
     /// Replace what the targets hold: drop the dumped schemas of a non-empty database
-    /// first, overwrite files in a non-empty volume directory. Without it, non-empty
-    /// targets are refused.
+    /// first, overwrite files in a non-empty volume directory and existing files in a
+    /// --config-files directory. Without it, non-empty targets are refused.
     #[arg(long)]
     pub clean: bool,
     /// With --clean, restore even over a database that records another Sourcegraph
     /// version than the backup.
     #[arg(long, requires = "clean")]
     pub force: bool,
+}
+
+/// `--role-map`, `--owners`, `--grants`: which roles restored database objects name.
+#[derive(Args, Clone, Default)]
+pub struct Roles {
+    /// Use role TARGET of the restored databases where the source names role SOURCE (in
+    /// policies, and with --owners and --grants in owners and grants). Repeatable. A restore
+    /// that needs a role the target lacks is refused before anything is written, naming it.
+    #[arg(long = "role-map", value_name = "SOURCE=TARGET", value_parser = parse_role_map)]
+    pub role_map: Vec<(String, String)>,
+    /// Give restored objects the owners they have in the source (through --role-map).
+    /// Default: everything restored is owned by the role the restore connects as.
+    #[arg(long)]
+    pub owners: bool,
+    /// Restore the source's GRANTs (through --role-map). Default: none; the role the restore
+    /// connects as owns everything and needs none.
+    #[arg(long)]
+    pub grants: bool,
+}
+
+impl Roles {
+    /// The rendering options these flags ask for; a source role mapped to two different
+    /// targets is a usage error.
+    pub fn render_options(&self) -> Result<RenderOptions, String> {
+        let mut role_map: BTreeMap<String, String> = BTreeMap::new();
+        for (source, target) in &self.role_map {
+            if let Some(earlier) = role_map.insert(source.clone(), target.clone()) {
+                if &earlier != target {
+                    return Err(format!(
+                        "--role-map maps role {source} twice ({earlier} and {target}): give it once"
+                    ));
+                }
+            }
+        }
+        Ok(RenderOptions {
+            include_owners: self.owners,
+            include_acl: self.grants,
+            role_map,
+            ..RenderOptions::default()
+        })
+    }
+}
+
+fn parse_role_map(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((source, target)) if !source.is_empty() && !target.is_empty() => {
+            Ok((source.to_string(), target.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?} is not SOURCE=TARGET (two role names, e.g. sourcegraph=sg_admin)"
+        )),
+    }
 }
 
 /// `verify`'s arguments.
@@ -176,6 +232,15 @@ pub struct VerifyArgs {
 /// `list`'s arguments.
 #[derive(Args, Clone)]
 pub struct ListArgs {
+    #[command(flatten)]
+    pub from: From,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `clean`'s arguments.
+#[derive(Args, Clone)]
+pub struct CleanArgs {
     #[command(flatten)]
     pub from: From,
     #[command(flatten)]
@@ -250,6 +315,8 @@ pub struct PgRestoreArgs {
     pub dry_run: DryRun,
     #[command(flatten)]
     pub clean: Clean,
+    #[command(flatten)]
+    pub roles: Roles,
     #[command(flatten)]
     pub jobs: Jobs,
     #[command(flatten)]

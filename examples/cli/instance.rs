@@ -3,6 +3,7 @@
 
 use sourcegraph_backup::core::plan::unit_ids;
 use sourcegraph_backup::core::{plan, BackupReader, Plan, PlanRequest, StoreKind};
+use sourcegraph_backup::pg::schema::RenderOptions;
 use sourcegraph_backup::pg::DatabaseRole;
 
 use super::args::{PgBackupArgs, PgRestoreArgs};
@@ -63,7 +64,7 @@ pub fn backup_plan(args: &PgBackupArgs, mut request: PlanRequest) -> Result<(Pla
     let mut out = Vec::new();
     for (role, conn) in given {
         if plan.includes(role.store_id()) {
-            out.push(stores::database(role, conn, tuning));
+            out.push(stores::database(role, conn, tuning, RenderOptions::default()));
         }
     }
     if plan.includes(unit_ids::CONFIG) {
@@ -101,6 +102,7 @@ pub fn restore_targets(args: &PgRestoreArgs, backup: &BackupReader) -> Result<Ta
         overwrite: args.clean.clean,
         force: args.clean.force,
     };
+    let render = args.roles.render_options().map_err(Usage)?;
     let mut targets = Targets::default();
     let mut pgsql_restored = false;
     // A dry run only shows what the configuration restore would change.
@@ -120,7 +122,9 @@ pub fn restore_targets(args: &PgRestoreArgs, backup: &BackupReader) -> Result<Ta
                 continue;
             }
             pgsql_restored |= role == DatabaseRole::Frontend;
-            targets.stores.push(stores::database(role, conn, tuning));
+            targets
+                .stores
+                .push(stores::database(role, conn, tuning, render.clone()));
         } else if !args.databases.from_env {
             return Err(Usage(format!(
                 "backup {} holds no database {}: drop {}",
@@ -154,9 +158,12 @@ pub fn restore_targets(args: &PgRestoreArgs, backup: &BackupReader) -> Result<Ta
                         manifest.backup_id
                     ),
                 );
-                targets
-                    .stores
-                    .push(stores::config(place, args.dry_run.dry_run, true)?);
+                targets.stores.push(stores::config_into(
+                    place,
+                    args.dry_run.dry_run,
+                    true,
+                    args.clean.clean,
+                )?);
             }
             None if pgsql_restored => {
                 targets.reasons.insert(

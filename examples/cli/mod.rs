@@ -8,6 +8,8 @@
 
 pub mod args;
 pub mod instance;
+pub mod listing;
+pub mod out;
 pub mod progress;
 pub mod stores;
 pub mod summary;
@@ -40,6 +42,36 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// A backup stopped by SIGINT or SIGTERM: reported in one line, exit code 130.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The backup that was stopped.
+    pub backup: String,
+    /// Whether everything it wrote was removed.
+    pub removed: bool,
+    /// The repository, for the `clean` hint when something is left.
+    pub location: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.removed {
+            write!(f, "interrupted: backup {} removed", self.backup)
+        } else {
+            write!(
+                f,
+                "interrupted: backup {} could not be removed: run `clean --from {}`",
+                self.backup, self.location
+            )
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The exit code of a command stopped by SIGINT (128 + 2), as shells report it.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// A command that failed after doing part of its work: its summary (what was
 /// done, what failed, what was not started) is printed with the error.
 #[derive(Debug)]
@@ -71,16 +103,34 @@ pub fn usage_of<C: clap::CommandFactory>(name: &str) -> clap::Command {
     cmd.find_subcommand(name).cloned().unwrap_or(cmd)
 }
 
+/// Parses the command line. Help and version are printed as clap prints them; usage
+/// errors are printed redacted (they can quote a value given on the command line), exit 2.
+pub fn parse<C: clap::Parser>() -> C {
+    match C::try_parse() {
+        Ok(c) => c,
+        Err(e) => exit_with(e),
+    }
+}
+
+/// Prints a clap error (redacted, unless it is help or version output) and exits with its code.
+fn exit_with(e: clap::Error) -> ! {
+    if e.use_stderr() {
+        eprint!("{}", out::redact(&e.render().to_string()));
+        std::process::exit(e.exit_code())
+    }
+    e.exit()
+}
+
 /// Runs `command` on a multi-threaded runtime and turns its result into the
 /// exit code: 0 success, 1 failure (one `error:` line plus `caused by:`
-/// lines), 2 bad usage. A panic is reported as an internal error, exit 1,
-/// without a backtrace.
+/// lines), 2 bad usage, 130 a backup interrupted by a signal (one line). A
+/// panic is reported as an internal error, exit 1, without a backtrace.
 pub fn run<F>(json: bool, usage: clap::Command, command: F) -> ExitCode
 where
     F: Future<Output = Result<bool, Error>>,
 {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {info}");
+        out::err(format!("error: internal error: {info}"));
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -92,20 +142,33 @@ where
     match result {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::FAILURE,
-        Ok(Err(e)) => match e.downcast_ref::<Usage>() {
-            Some(Usage(msg)) => {
+        Ok(Err(e)) => {
+            if let Some(Usage(msg)) = e.downcast_ref::<Usage>() {
                 let mut usage = usage;
-                usage
-                    .error(clap::error::ErrorKind::MissingRequiredArgument, msg)
-                    .exit()
+                exit_with(usage.error(clap::error::ErrorKind::MissingRequiredArgument, msg))
             }
-            None => fail(e.as_ref(), json),
-        },
+            if let Some(i) = e.downcast_ref::<Interrupted>() {
+                return interrupted(i, json);
+            }
+            fail(e.as_ref(), json)
+        }
         Err(_) => ExitCode::FAILURE, // the hook printed it
     }
 }
 
-/// Prints an error and its source chain; with `--json` also one object on stdout.
+/// Prints the one line of an interrupted backup; with `--json` also one object on stdout.
+fn interrupted(i: &Interrupted, json: bool) -> ExitCode {
+    out::err(i.to_string());
+    if json {
+        summary::print_json(&serde_json::json!({
+            "command": "backup", "ok": false, "interrupted": true, "backup_id": i.backup,
+            "removed": i.removed, "error": i.to_string(),
+        }));
+    }
+    ExitCode::from(EXIT_INTERRUPTED)
+}
+
+/// Prints an error and its source chain, redacted; with `--json` also one object on stdout.
 fn fail(e: &(dyn std::error::Error + 'static), json: bool) -> ExitCode {
     let top = e.to_string();
     let mut causes: Vec<String> = Vec::new();
@@ -124,9 +187,9 @@ fn fail(e: &(dyn std::error::Error + 'static), json: bool) -> ExitCode {
     if let (Some(p), false) = (partly, json) {
         p.summary.print(false);
     }
-    eprintln!("error: {top}");
+    out::err(format!("error: {top}"));
     for c in &causes {
-        eprintln!("  caused by: {c}");
+        out::err(format!("  caused by: {c}"));
     }
     if json {
         // One object on stdout: the summary of what was done, when there is one.
@@ -197,13 +260,58 @@ pub async fn backup(to: &str, plan: Plan, stores: Vec<StoreHandle>, jobs: usize)
     for s in &stores {
         pipeline = pipeline.exporter(s.exporter.clone());
     }
-    let result = pipeline.run().await;
+    let interrupt = interrupt_signal()?;
+    let result = pipeline.run_until(interrupt).await;
     progress.finish().await;
-    let outcome = result?;
+    let outcome = match result {
+        Err(CoreError::Interrupted { backup, removed }) => {
+            return Err(Interrupted {
+                backup,
+                removed,
+                location: repo.location().to_string(),
+            }
+            .into())
+        }
+        other => other?,
+    };
     let locs = locations(&stores);
     Ok(summary::of_backup(repo.location(), &outcome, &|id| {
         locs.get(id).cloned()
     }))
+}
+
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed now, before the
+/// backup starts, so a signal that arrives at any later moment is caught. A second signal
+/// while the interrupted backup is being removed ends the process at once.
+fn interrupt_signal() -> Result<impl Future<Output = ()>, Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                out::err(
+                    "interrupted again: exiting before the backup was removed; `clean --from DEST` removes it",
+                );
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            });
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 fn skipped(plan: &Plan, id: &str) -> bool {
@@ -360,10 +468,23 @@ pub async fn verify(from: &str, pick: Option<&str>, json: bool) -> Result<bool, 
     Ok(report.is_ok())
 }
 
-/// `list`: complete backups, newest first.
+/// `list`: every backup prefix (complete, in progress, abandoned, unreadable), newest
+/// first; `Ok(false)` when one needs attention (abandoned or unreadable).
 pub async fn list(from: &str, json: bool) -> Result<bool, Error> {
     let repo = open_source(from)?;
-    let backups = repo.list().await?;
-    summary::print_list(repo.location(), &backups, json);
+    let states = repo.list_all().await?;
+    let report = listing::ListReport::new(repo.location(), states, chrono::Utc::now());
+    report.print(json);
+    Ok(report.ok)
+}
+
+/// `clean`: removes the incomplete backups no running backup owns; says what it removed
+/// and what it left.
+pub async fn clean(from: &str, json: bool) -> Result<bool, Error> {
+    let repo = open_source(from)?;
+    let before = repo.list_all().await?;
+    let removed = repo.clean_incomplete().await?;
+    let report = listing::CleanReport::new(repo.location(), before, &removed, chrono::Utc::now());
+    report.print(json);
     Ok(true)
 }

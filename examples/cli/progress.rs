@@ -11,6 +11,8 @@ use sourcegraph_backup::core::{ProgressEvent, ProgressSink};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
+use super::out;
+
 /// How often a plain-line display reports bytes of a running store.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -85,14 +87,14 @@ async fn bars(mut rx: UnboundedReceiver<ProgressEvent>) {
                 }
             }
             ProgressEvent::Warning { store, message } => {
-                let _ = multi.println(format!("warning: {store}: {message}"));
+                let _ = multi.println(out::redact(&format!("warning: {store}: {message}")));
             }
             ProgressEvent::StoreFinished { store, error } => {
                 if let Some(bar) = bars.get(&store) {
                     bar.set_style(done.clone());
                     bar.finish_with_message(match error {
                         None => "done".to_string(),
-                        Some(e) => format!("FAILED: {e}"),
+                        Some(e) => out::redact(&format!("FAILED: {e}")),
                     });
                 }
             }
@@ -114,11 +116,11 @@ async fn lines(mut rx: UnboundedReceiver<ProgressEvent>, verb: &'static str) {
         match event {
             ProgressEvent::StoreStarted { store, total_bytes } => {
                 let total = total_bytes.map(|t| format!(" ({} expected)", HumanBytes(t)));
-                eprintln!(
+                out::err(format!(
                     "{} {store}: {verb} started{}",
                     stamp(started),
                     total.unwrap_or_default()
-                );
+                ));
                 seen.insert(store, (0, Instant::now()));
             }
             ProgressEvent::Bytes { store, bytes } => {
@@ -126,19 +128,27 @@ async fn lines(mut rx: UnboundedReceiver<ProgressEvent>, verb: &'static str) {
                     *total += bytes;
                     if last.elapsed() >= PLAIN_INTERVAL {
                         *last = Instant::now();
-                        eprintln!("{} {store}: {} so far", stamp(started), HumanBytes(*total));
+                        out::err(format!(
+                            "{} {store}: {} so far",
+                            stamp(started),
+                            HumanBytes(*total)
+                        ));
                     }
                 }
             }
             ProgressEvent::Rows { .. } | ProgressEvent::ArtifactCommitted { .. } => {}
             ProgressEvent::Warning { store, message } => {
-                eprintln!("{} {store}: warning: {message}", stamp(started));
+                out::err(format!("{} {store}: warning: {message}", stamp(started)));
             }
             ProgressEvent::StoreFinished { store, error } => {
                 let bytes = seen.get(&store).map_or(0, |(b, _)| *b);
                 match error {
-                    None => eprintln!("{} {store}: done ({})", stamp(started), HumanBytes(bytes)),
-                    Some(e) => eprintln!("{} {store}: FAILED: {e}", stamp(started)),
+                    None => out::err(format!(
+                        "{} {store}: done ({})",
+                        stamp(started),
+                        HumanBytes(bytes)
+                    )),
+                    Some(e) => out::err(format!("{} {store}: FAILED: {e}", stamp(started))),
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sourcegraph_backup::config::{ConfigFilePaths, ConfigStore, DatabaseSourceOptions, ImportOptions};
 use sourcegraph_backup::core::{Exporter, Importer, StoreKind};
+use sourcegraph_backup::pg::schema::RenderOptions;
 use sourcegraph_backup::pg::{DatabaseRole, PgConnectionConfig, PgExportOptions, PgImportOptions, PgStore};
 use sourcegraph_backup::volumes::VolumeStore;
 
@@ -85,8 +86,14 @@ pub fn connection(dbs: &Databases, role: DatabaseRole) -> Result<Option<PgConnec
     }
 }
 
-/// The store of one of the three databases.
-pub fn database(role: DatabaseRole, conn: PgConnectionConfig, tuning: Tuning) -> StoreHandle {
+/// The store of one of the three databases; `render` says which owners, grants and role
+/// map a restore uses.
+pub fn database(
+    role: DatabaseRole,
+    conn: PgConnectionConfig,
+    tuning: Tuning,
+    render: RenderOptions,
+) -> StoreHandle {
     let export = PgExportOptions {
         jobs: tuning.jobs,
         allow_generic: tuning.allow_generic,
@@ -96,6 +103,7 @@ pub fn database(role: DatabaseRole, conn: PgConnectionConfig, tuning: Tuning) ->
         jobs: tuning.jobs,
         clean_first: tuning.overwrite,
         force: tuning.force,
+        render,
         ..PgImportOptions::default()
     };
     StoreHandle::new(
@@ -111,7 +119,7 @@ pub fn databases(dbs: &Databases, tuning: Tuning) -> Result<Vec<StoreHandle>, Er
     let mut out = Vec::new();
     for role in DatabaseRole::ALL {
         if let Some(conn) = connection(dbs, role)? {
-            out.push(database(role, conn, tuning));
+            out.push(database(role, conn, tuning, RenderOptions::default()));
         }
     }
     Ok(out)
@@ -141,12 +149,24 @@ pub fn config_place(config: &ConfigArgs, dbs: &Databases) -> Result<Option<Confi
 /// `carry_encrypted` carries code host connections encrypted at rest as ciphertext
 /// (restorable only where the same keys are configured) instead of failing.
 pub fn config(place: ConfigPlace, dry_run: bool, carry_encrypted: bool) -> Result<StoreHandle, Error> {
+    config_into(place, dry_run, carry_encrypted, false)
+}
+
+/// [`config`], and `overwrite`: a restore into files replaces files that exist (`--clean`)
+/// instead of refusing them.
+pub fn config_into(
+    place: ConfigPlace,
+    dry_run: bool,
+    carry_encrypted: bool,
+    overwrite: bool,
+) -> Result<StoreHandle, Error> {
     let store = match place {
         ConfigPlace::Database(conn) => ConfigStore::database(*conn),
         ConfigPlace::Files(dir) => ConfigStore::files(ConfigFilePaths::in_dir(dir)),
     };
     let import = ImportOptions {
         dry_run,
+        overwrite,
         ..ImportOptions::default()
     };
     let source = DatabaseSourceOptions {

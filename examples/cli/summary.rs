@@ -6,7 +6,9 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 use sourcegraph_backup::core::pipeline::{BackupOutcome, PartialRestore, RestoreOutcome};
 use sourcegraph_backup::core::plan::{Plan, VolumeMethod};
-use sourcegraph_backup::core::{BackupSummary, Decision, VerifyReport};
+use sourcegraph_backup::core::{Decision, VerifyReport};
+
+use super::out;
 
 /// What happened to one store.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum Status {
     Skipped,
     /// Imported into its target.
     Restored,
+    /// A dry run compared it with its target and changed nothing.
+    WouldRestore,
     /// In the backup, but no target was given for it.
     NotRestored,
     /// A volume whose data a database dump carries (a live data directory).
@@ -34,6 +38,7 @@ impl Status {
             Status::Included => "included",
             Status::Skipped => "skipped",
             Status::Restored => "restored",
+            Status::WouldRestore => "would restore",
             Status::NotRestored => "not restored",
             Status::Carried => "carried",
             Status::Failed => "FAILED",
@@ -248,7 +253,11 @@ pub fn of_restore(
             store: store.clone(),
             kind: String::new(),
             location: locations(store),
-            status: Status::Restored,
+            status: if dry_run {
+                Status::WouldRestore
+            } else {
+                Status::Restored
+            },
             reason: None,
             stored_bytes: None,
             bytes: Some(report.bytes),
@@ -274,12 +283,9 @@ pub fn of_restore(
     }
 }
 
-/// Prints a JSON value on stdout as one line.
+/// Prints a JSON value on stdout as one line, every string redacted.
 pub fn print_json<T: Serialize>(value: &T) {
-    match serde_json::to_string(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot serialise the summary: {e}"),
-    }
+    out::json(value);
 }
 
 /// Renders rows of cells as a left-aligned table with a header.
@@ -326,10 +332,10 @@ impl Summary {
             ""
         };
         let failed = if self.ok { "" } else { " (FAILED part-way)" };
-        println!(
+        out::line(format!(
             "{} {} ({}) at {}{dry}{failed}",
             self.command, self.backup_id, self.option, self.location
-        );
+        ));
         let rows: Vec<Vec<String>> = self
             .stores
             .iter()
@@ -351,25 +357,21 @@ impl Summary {
                 ]
             })
             .collect();
-        print!(
-            "{}",
-            table(
-                &["STORE", "BYTES", "STORED", "MB/S", "TIME", "LOCATION", "STATUS"],
-                &rows
-            )
-        );
+        out::text(table(
+            &["STORE", "BYTES", "STORED", "MB/S", "TIME", "LOCATION", "STATUS"],
+            &rows,
+        ));
         for r in &self.stores {
             // A configuration restore reports its (redacted) diffs: show them on a dry run.
             let diffs = r.details.get("diffs").and_then(|d| d.as_array());
             for d in diffs.into_iter().flatten().filter(|_| self.dry_run) {
                 let name = d.get("document").and_then(|v| v.as_str()).unwrap_or("?");
-                println!("--- {}: {name} would change:", r.store);
-                println!(
-                    "{}",
+                out::line(format!("--- {}: {name} would change:", r.store));
+                out::line(
                     d.get("diff")
                         .and_then(|v| v.as_str())
                         .unwrap_or_default()
-                        .trim_end()
+                        .trim_end(),
                 );
             }
         }
@@ -378,41 +380,10 @@ impl Summary {
             .iter()
             .flat_map(|r| r.warnings.iter().map(move |w| (r, w)))
         {
-            println!("warning: {}: {}", w.0.store, w.1);
+            out::line(format!("warning: {}: {}", w.0.store, w.1));
         }
-        println!("total time {:.1}s", self.elapsed_seconds);
+        out::line(format!("total time {:.1}s", self.elapsed_seconds));
     }
-}
-
-/// Prints `list`'s output.
-pub fn print_list(location: &str, backups: &[BackupSummary], json: bool) {
-    if json {
-        print_json(
-            &serde_json::json!({ "command": "list", "ok": true, "location": location, "backups": backups }),
-        );
-        return;
-    }
-    if backups.is_empty() {
-        println!("no complete backup under {location}");
-        return;
-    }
-    let rows: Vec<Vec<String>> = backups
-        .iter()
-        .map(|b| {
-            vec![
-                b.id.clone(),
-                b.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                kind_name(&b.option),
-                HumanBytes(b.stored_bytes).to_string(),
-                b.stores
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ]
-        })
-        .collect();
-    print!("{}", table(&["ID", "CREATED", "OPTION", "SIZE", "STORES"], &rows));
 }
 
 /// Prints `verify`'s output.
@@ -426,9 +397,9 @@ pub fn print_verify(location: &str, report: &VerifyReport, json: bool) {
         return;
     }
     for p in &report.problems {
-        println!("problem: {}: {}", p.path, p.problem);
+        out::line(format!("problem: {}: {}", p.path, p.problem));
     }
-    println!(
+    out::line(format!(
         "verify {} at {}: {} artifacts, {} checked, {}",
         report.backup,
         location,
@@ -439,5 +410,5 @@ pub fn print_verify(location: &str, report: &VerifyReport, json: bool) {
         } else {
             format!("{} problem(s)", report.problems.len())
         }
-    );
+    ));
 }

@@ -1,0 +1,54 @@
+//! Everything the programs print goes through here: the last safety net against secrets.
+//!
+//! The libraries already keep credentials out of locations and errors; these functions pass
+//! every line and every JSON string once more through
+//! [`redact_text`](sourcegraph_backup::core::redact::redact_text), so that a secret a library
+//! missed (a URL's userinfo or query string, `password=...` in a driver's message) is masked
+//! before it reaches a terminal or a log.
+
+use serde::Serialize;
+use serde_json::Value;
+use sourcegraph_backup::core::redact::redact_text;
+
+/// `text` as it may be shown.
+pub fn redact(text: &str) -> String {
+    redact_text(text)
+}
+
+/// Prints `text` (one or more lines) on stdout, redacted; a newline is added.
+pub fn line(text: impl AsRef<str>) {
+    println!("{}", redact(text.as_ref()));
+}
+
+/// Prints `text` on stdout, redacted, without adding a newline.
+pub fn text(text: impl AsRef<str>) {
+    print!("{}", redact(text.as_ref()));
+}
+
+/// Prints `text` (one or more lines) on stderr, redacted; a newline is added.
+pub fn err(text: impl AsRef<str>) {
+    eprintln!("{}", redact(text.as_ref()));
+}
+
+/// Every string of a JSON value (keys too) with secrets masked. Strings are redacted one by
+/// one, not the serialised text, so that masking can never break the JSON.
+pub fn redact_value(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(redact(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redact(&k), redact_value(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Prints a value as one line of JSON on stdout, every string redacted.
+pub fn json<T: Serialize>(value: &T) {
+    match serde_json::to_value(value).and_then(|v| serde_json::to_string(&redact_value(v))) {
+        Ok(s) => println!("{s}"),
+        Err(e) => err(format!("error: cannot serialise the summary: {e}")),
+    }
+}
