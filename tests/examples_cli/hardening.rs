@@ -530,7 +530,7 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
 
 // ---- 4. SIGINT / SIGTERM during a backup --------------------------------------
 
-/// Runs an all-data backup of a volume too large to finish quickly (a sparse 4 GiB file
+/// Runs an all-data backup of a volume too large to finish quickly (a sparse 2 GiB file
 /// besides random data), sends `signal` once the store has started, and returns the exit
 /// code, stdout and stderr.
 fn interrupted_backup(volume: &Path, repo: &Path, signal: &str, json: bool) -> (Option<i32>, String, String) {
@@ -611,7 +611,7 @@ fn interrupted_backup_removes_everything_and_says_so_in_one_line() {
     std::fs::create_dir_all(volume.join("github.com/acme")).unwrap();
     std::fs::File::create(volume.join("github.com/acme/huge.pack"))
         .unwrap()
-        .set_len(4 << 30)
+        .set_len(2 << 30)
         .unwrap();
     let mut random = vec![0u8; 8 << 20];
     std::fs::File::open("/dev/urandom")
