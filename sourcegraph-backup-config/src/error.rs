@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use sourcegraph_backup_core::{StoreError, StoreErrorKind};
+
 /// Errors of the configuration store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -181,5 +183,30 @@ impl ConfigError {
             path,
             source,
         }
+    }
+}
+
+impl ConfigError {
+    /// What a caller can do about this error.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            ConfigError::Connect(e) => e.kind(),
+            ConfigError::TargetExists { .. } => StoreErrorKind::TargetNotEmpty,
+            ConfigError::Schema { .. } | ConfigError::EncryptedConnections { .. } => {
+                StoreErrorKind::IncompatibleTarget
+            }
+            ConfigError::Unsupported { .. }
+            | ConfigError::NotRegularFile { .. }
+            | ConfigError::FileTooLarge { .. } => StoreErrorKind::UnsupportedObject,
+            ConfigError::Manifest { .. } => StoreErrorKind::CorruptBackup,
+            ConfigError::Core(e) => e.kind(),
+            _ => StoreErrorKind::Other,
+        }
+    }
+}
+
+impl From<ConfigError> for StoreError {
+    fn from(e: ConfigError) -> Self {
+        StoreError::new(e.kind(), e)
     }
 }

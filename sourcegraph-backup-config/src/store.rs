@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use sourcegraph_backup_core::{
-    ArtifactOptions, BoxError, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport,
-    Importer, SourceInfo, StoreKind,
+    ArtifactOptions, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer,
+    SourceInfo, StoreError, StoreKind,
 };
 use sourcegraph_backup_pg::PgConnectionConfig;
 
@@ -358,10 +358,10 @@ impl DataStore for ConfigStore {
         }
     }
 
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         match &self.location {
             ConfigLocation::Database(c) => {
-                let client = c.connect().await?;
+                let client = c.connect().await.map_err(|e| ConfigError::Connect(Box::new(e)))?;
                 client
                     .simple_query("SELECT 1")
                     .await
@@ -386,7 +386,7 @@ impl DataStore for ConfigStore {
 
 #[async_trait]
 impl Exporter for ConfigStore {
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError> {
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError> {
         let snapshot = self.snapshot().await?;
         Ok(self.export_snapshot(&snapshot, &ctx).await?)
     }
@@ -394,7 +394,7 @@ impl Exporter for ConfigStore {
 
 #[async_trait]
 impl Importer for ConfigStore {
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError> {
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError> {
         let snapshot = Self::read_snapshot(&ctx).await?;
         Ok(self.import_snapshot(&snapshot).await?)
     }

@@ -1,7 +1,94 @@
 //! The core crate's error type.
 
-/// A boxed error from a store crate, carried through the core traits.
+/// A boxed error: the cause inside a [`StoreError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a caller can do about a store's failure, in the manner of object_store's error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The source or target cannot be reached or authenticated against: check the address,
+    /// the network and the credentials, then retry.
+    Unreachable,
+    /// The target already holds data: restore into an empty one, or ask to replace it.
+    TargetNotEmpty,
+    /// The target cannot hold this backup (too old a server, a missing extension or role, a
+    /// different Sourcegraph version): nothing was written.
+    IncompatibleTarget,
+    /// The backup is damaged or was tampered with: restore another one.
+    CorruptBackup,
+    /// The source holds something this store cannot carry: nothing was written.
+    UnsupportedObject,
+    /// Anything else; the cause says what.
+    Other,
+}
+
+impl std::fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::Unreachable => "unreachable",
+            StoreErrorKind::TargetNotEmpty => "target not empty",
+            StoreErrorKind::IncompatibleTarget => "incompatible target",
+            StoreErrorKind::CorruptBackup => "corrupt backup",
+            StoreErrorKind::UnsupportedObject => "unsupported object",
+            StoreErrorKind::Other => "other",
+        })
+    }
+}
+
+/// The error of an [`Exporter`](crate::Exporter), [`Importer`](crate::Importer) or
+/// [`DataStore`](crate::DataStore): a kind the caller can act on, and the store's own error
+/// inside. It displays as its cause (the kind is for programs: [`StoreError::kind`]).
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: BoxError,
+}
+
+impl StoreError {
+    /// A store error of `kind` caused by `source`.
+    pub fn new(kind: StoreErrorKind, source: impl Into<BoxError>) -> Self {
+        StoreError {
+            kind,
+            source: source.into(),
+        }
+    }
+
+    /// What the caller can do about it.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The store's own error, e.g. a `PgError`, to inspect with `downcast_ref`.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.source.as_ref()
+    }
+
+    /// The store's own error, by value.
+    pub fn into_cause(self) -> BoxError {
+        self.source
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for StoreError {
+    // Transparent: the cause's own chain follows, not the cause twice.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+impl From<CoreError> for StoreError {
+    /// A repository error met inside a store, with its [`CoreError::kind`].
+    fn from(e: CoreError) -> Self {
+        StoreError::new(e.kind(), e)
+    }
+}
 
 /// What can go wrong in the core: the backup repository, manifests, the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +218,21 @@ pub enum CoreError {
         store: String,
         /// export, import, check.
         phase: &'static str,
-        /// The store's own error.
+        /// The store's error, with its kind.
         #[source]
-        source: BoxError,
+        source: StoreError,
+    },
+    /// A restore failed (when no store's error says more).
+    #[error("the restore of backup {backup} failed")]
+    RestoreFailed {
+        /// The backup id.
+        backup: String,
+    },
+    /// The plan includes a store that no exporter was given for.
+    #[error("the plan includes store {store} but no exporter was given for it")]
+    MissingExporter {
+        /// The store id.
+        store: String,
     },
     /// A store named in a request is not part of the backup or plan.
     #[error("store {store} is not part of backup {backup}")]
@@ -160,6 +259,31 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// What a caller can do about it: a damaged backup is [`StoreErrorKind::CorruptBackup`],
+    /// a store's failure has that store's kind, an unreachable repository is
+    /// [`StoreErrorKind::Unreachable`].
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            CoreError::CorruptArtifact { .. }
+            | CoreError::MissingArtifact { .. }
+            | CoreError::MalformedManifest { .. }
+            | CoreError::UnsupportedFormat { .. }
+            | CoreError::NewestUnreadable { .. } => StoreErrorKind::CorruptBackup,
+            CoreError::Store { source, .. } => source.kind(),
+            CoreError::Location { .. } => StoreErrorKind::Unreachable,
+            CoreError::ObjectStore { not_found: false, .. } => StoreErrorKind::Unreachable,
+            _ => StoreErrorKind::Other,
+        }
+    }
+
+    /// The kind of a store's failure, when a store failed.
+    pub fn store_error_kind(&self) -> Option<StoreErrorKind> {
+        match self {
+            CoreError::Store { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn store(
         operation: &'static str,
         path: impl Into<String>,

@@ -46,7 +46,7 @@ pub mod repository;
 pub mod store;
 
 pub use catalog::{CatalogEntry, Deployment, Recreatable, CATALOG};
-pub use error::{BoxError, CoreError};
+pub use error::{BoxError, CoreError, StoreError, StoreErrorKind};
 pub use manifest::{ArtifactRecord, BackupManifest, Compression, SourceInfo, StoreManifest, FORMAT_VERSION};
 pub use plan::{plan, BackupOption, Decision, Plan, PlanRequest};
 pub use progress::{ProgressEvent, ProgressSink};

@@ -147,11 +147,7 @@ impl BackupPipeline {
         }
         for s in plan.included_stores() {
             if !selected.iter().any(|e| e.id() == s.id && e.kind() == s.kind) {
-                return Err(CoreError::Store {
-                    store: s.id.clone(),
-                    phase: "planning",
-                    source: "the plan includes this store but no exporter was given for it".into(),
-                });
+                return Err(CoreError::MissingExporter { store: s.id.clone() });
             }
         }
         let writer = repo.start_backup(plan.request.option);
@@ -428,14 +424,11 @@ pub struct PartialRestore {
 impl PartialRestore {
     /// The error of the first failed store (by id).
     pub fn into_error(self) -> CoreError {
-        self.failed.into_iter().next().map_or_else(
-            || CoreError::Store {
-                store: "restore".into(),
-                phase: "import",
-                source: "the restore failed without naming a store".into(),
-            },
-            |(_, e)| e,
-        )
+        let backup = self.outcome.backup;
+        self.failed
+            .into_iter()
+            .next()
+            .map_or(CoreError::RestoreFailed { backup }, |(_, e)| e)
     }
 }
 
@@ -462,7 +455,7 @@ async fn run_store<T>(
     progress: &ProgressSink,
     store: &str,
     phase: &'static str,
-    work: impl std::future::Future<Output = Result<T, crate::error::BoxError>>,
+    work: impl std::future::Future<Output = Result<T, crate::error::StoreError>>,
 ) -> Result<(T, Duration), CoreError> {
     let started = Instant::now();
     progress.send(ProgressEvent::StoreStarted {

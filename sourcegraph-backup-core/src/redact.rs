@@ -136,7 +136,7 @@ fn value_end(s: &str) -> usize {
         }
         return s.len();
     }
-    s.find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | ',' | ';' | ')' | '>'))
+    s.find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | '\'' | ',' | ';' | ')' | '>'))
         .unwrap_or(s.len())
 }
 
@@ -182,6 +182,7 @@ mod tests {
             "host=h password=*** sslpassword=***"
         );
         assert_eq!(redact_text("a=b c=d"), "a=b c=d");
+        assert_eq!(redact_text("'password=x' found"), "'password=***' found");
         assert_eq!(redact_text("password="), "password=");
     }
 }

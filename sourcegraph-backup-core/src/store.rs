@@ -7,8 +7,8 @@
 pub use crate::model::StoreKind;
 use async_trait::async_trait;
 
-use crate::error::BoxError;
 use crate::error::CoreError;
+use crate::error::StoreError;
 use crate::manifest::ArtifactRecord;
 use crate::manifest::{BackupManifest, SourceInfo, StoreManifest};
 use crate::progress::ProgressSink;
@@ -32,7 +32,7 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
 
     /// Checks that the store can be reached (connect, stat), without changing it.
-    async fn check_reachable(&self) -> Result<(), BoxError>;
+    async fn check_reachable(&self) -> Result<(), StoreError>;
 }
 
 /// Writes one store's data as artifacts into a backup being written.
@@ -40,14 +40,14 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
 pub trait Exporter: DataStore {
     /// Exports the store. Artifacts are created through `ctx`; the returned
     /// report becomes the store's section of the manifest.
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError>;
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError>;
 }
 
 /// Reads a store's artifacts from a committed backup into a target.
 #[async_trait]
 pub trait Importer: DataStore {
     /// Imports the store's artifacts from `ctx` into this target.
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError>;
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError>;
 }
 
 /// What an exporter reports when it is done.

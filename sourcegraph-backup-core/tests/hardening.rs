@@ -346,7 +346,7 @@ impl sourcegraph_backup_core::DataStore for Endless {
     fn location(&self) -> String {
         "an endless test source".into()
     }
-    async fn check_reachable(&self) -> Result<(), sourcegraph_backup_core::BoxError> {
+    async fn check_reachable(&self) -> Result<(), sourcegraph_backup_core::StoreError> {
         Ok(())
     }
 }
@@ -356,7 +356,7 @@ impl sourcegraph_backup_core::Exporter for Endless {
     async fn export(
         &self,
         ctx: sourcegraph_backup_core::ExportContext,
-    ) -> Result<sourcegraph_backup_core::ExportReport, sourcegraph_backup_core::BoxError> {
+    ) -> Result<sourcegraph_backup_core::ExportReport, sourcegraph_backup_core::StoreError> {
         ctx.put_artifact(
             "done.json",
             ArtifactOptions::plain("application/json"),

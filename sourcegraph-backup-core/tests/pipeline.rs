@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sourcegraph_backup_core::pipeline::{BackupPipeline, RestorePipeline};
 use sourcegraph_backup_core::{
-    plan, ArtifactOptions, BackupOption, BackupRepository, BoxError, CoreError, DataStore, Deployment,
-    ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, PlanRequest, ProgressEvent,
-    ProgressSink, StoreKind,
+    plan, ArtifactOptions, BackupOption, BackupRepository, CoreError, DataStore, Deployment, ExportContext,
+    ExportReport, Exporter, ImportContext, ImportReport, Importer, PlanRequest, ProgressEvent, ProgressSink,
+    StoreError, StoreErrorKind, StoreKind,
 };
 
 /// A store that writes (or reads back) a few artifacts of known content.
@@ -32,19 +32,22 @@ impl DataStore for TextStore {
     fn location(&self) -> String {
         format!("test store {}", self.id)
     }
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
 #[async_trait]
 impl Exporter for TextStore {
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError> {
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError> {
         let body = Bytes::from(format!("content of {}\n", self.id).repeat(1000));
         ctx.put_artifact("data.txt", ArtifactOptions::zstd("text/plain"), body)
             .await?;
         if self.fail_after_artifact {
-            return Err(format!("disk of {} vanished", self.id).into());
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("disk of {} vanished", self.id),
+            ));
         }
         let mut report = ExportReport::default();
         report.source.sourcegraph_version = Some("5.9.0".into());
@@ -54,7 +57,7 @@ impl Exporter for TextStore {
 
 #[async_trait]
 impl Importer for TextStore {
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError> {
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError> {
         let text = ctx.read_small("data.txt").await?;
         assert!(text.starts_with(format!("content of {}", self.id).as_bytes()));
         self.log.lock().unwrap().push(self.id.to_string());
@@ -157,6 +160,7 @@ async fn a_failing_store_leaves_no_manifest_and_is_named() {
         matches!(&err, CoreError::Store { store, phase: "export", .. } if store == "codeintel-db"),
         "{err}"
     );
+    assert_eq!(err.store_error_kind(), Some(StoreErrorKind::Other));
     assert!(repo.list().await.unwrap().is_empty());
     assert!(
         repo.list_all().await.unwrap().is_empty(),
@@ -196,15 +200,18 @@ impl DataStore for FailingImport {
     fn location(&self) -> String {
         format!("failing store {}", self.0)
     }
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
 #[async_trait]
 impl Importer for FailingImport {
-    async fn import(&self, _ctx: ImportContext) -> Result<ImportReport, BoxError> {
-        Err(format!("{} does not parse", self.0).into())
+    async fn import(&self, _ctx: ImportContext) -> Result<ImportReport, StoreError> {
+        Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("{} does not parse", self.0),
+        ))
     }
 }
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sourcegraph_backup_core::{
-    BackupOption, BackupRepository, Compression, DataStore, ExportContext, ImportContext, ProgressSink,
-    StoreSection,
+    BackupOption, BackupRepository, Compression, DataStore, ExportContext, Exporter, ImportContext, Importer,
+    ProgressSink, StoreSection,
 };
 use sourcegraph_backup_pg::{PgConnectionConfig, PgExportOptions, PgImportOptions, PgStore};
 use sourcegraph_backup_testkit::{PgClientTools, PgCluster};
@@ -160,7 +160,7 @@ async fn ours_backup(url: &str, dir: &Path, jobs: usize, compression: Compressio
     let start = Instant::now();
     let writer = repo.start_backup(BackupOption::AllPostgres);
     let report = store
-        .export_pg(ExportContext::new(
+        .export(ExportContext::new(
             "pgsql",
             writer.clone(),
             ProgressSink::disabled(),
@@ -198,7 +198,7 @@ async fn ours_restore(dir: &Path, url: &str, jobs: usize) -> Result<Row, Error> 
     let start = Instant::now();
     let reader = repo.open_latest().await?;
     let report = store
-        .import_pg(ImportContext::new("pgsql", reader, ProgressSink::disabled())?)
+        .import(ImportContext::new("pgsql", reader, ProgressSink::disabled())?)
         .await?;
     eprintln!("restore timings: {}", report.details["timings"]);
     Ok(Row {

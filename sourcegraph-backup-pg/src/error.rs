@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use sourcegraph_backup_core::{StoreError, StoreErrorKind};
+
 /// Errors of the Postgres store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -254,4 +256,34 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+impl PgError {
+    /// What a caller can do about this error.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            PgError::Connect { .. }
+            | PgError::InvalidConnectionString { .. }
+            | PgError::InvalidEnv { .. }
+            | PgError::RootCertificate { .. }
+            | PgError::ClientCertificate { .. }
+            | PgError::Tls { .. } => StoreErrorKind::Unreachable,
+            PgError::TargetNotEmpty { .. } => StoreErrorKind::TargetNotEmpty,
+            PgError::VersionMismatch { .. } | PgError::IncompatibleTarget { .. } => {
+                StoreErrorKind::IncompatibleTarget
+            }
+            PgError::MalformedBackup { .. } => StoreErrorKind::CorruptBackup,
+            PgError::Artifact { source, .. } => source.kind(),
+            PgError::UnsupportedObject { .. } | PgError::NotSourcegraph { .. } => {
+                StoreErrorKind::UnsupportedObject
+            }
+            _ => StoreErrorKind::Other,
+        }
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        StoreError::new(e.kind(), e)
+    }
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sourcegraph_backup_core::{
-    BoxError, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer,
+    DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, StoreError,
     StoreKind,
 };
 
@@ -82,16 +82,6 @@ impl PgStore {
     pub fn import_options(&self) -> &PgImportOptions {
         &self.import
     }
-
-    /// Exports with a typed error (the trait method boxes it).
-    pub async fn export_pg(&self, ctx: ExportContext) -> Result<ExportReport, PgError> {
-        crate::export::export(&self.config, &self.export, ctx).await
-    }
-
-    /// Imports with a typed error (the trait method boxes it).
-    pub async fn import_pg(&self, ctx: ImportContext) -> Result<ImportReport, PgError> {
-        crate::import::import(&self.config, &self.import, ctx).await
-    }
 }
 
 #[async_trait]
@@ -112,7 +102,7 @@ impl DataStore for PgStore {
         self.config.redacted_url()
     }
 
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         let client = self.config.connect().await?;
         client
             .simple_query("SELECT 1")
@@ -127,14 +117,14 @@ impl DataStore for PgStore {
 
 #[async_trait]
 impl Exporter for PgStore {
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError> {
-        Ok(self.export_pg(ctx).await?)
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError> {
+        Ok(crate::export::export(&self.config, &self.export, ctx).await?)
     }
 }
 
 #[async_trait]
 impl Importer for PgStore {
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError> {
-        Ok(self.import_pg(ctx).await?)
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError> {
+        Ok(crate::import::import(&self.config, &self.import, ctx).await?)
     }
 }

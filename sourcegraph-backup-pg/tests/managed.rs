@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use common::{fixture, import_options, local_repo};
 use sourcegraph_backup_core::{BackupRepository, ImportContext, ImportReport, ProgressSink};
+use sourcegraph_backup_core::{Exporter, Importer};
 use sourcegraph_backup_pg::schema::RenderOptions;
 use sourcegraph_backup_pg::{PgConnectionConfig, PgError, PgImportOptions, PgStore};
 use sourcegraph_backup_testkit::{oracle, ClusterOptions, PgBinaries, PgCluster};
@@ -90,7 +91,7 @@ async fn backup_as_owner(
         let writer = repo.start_backup(sourcegraph_backup_core::BackupOption::AllPostgres);
         let ctx = sourcegraph_backup_core::ExportContext::new(*id, writer.clone(), ProgressSink::disabled());
         let report = store
-            .export_pg(ctx)
+            .export(ctx)
             .await
             .unwrap_or_else(|e| panic!("backing up {db} as {SOURCE_OWNER}: {e}"));
         let section = sourcegraph_backup_core::StoreSection {
@@ -123,8 +124,9 @@ async fn restore_as(
             let ctx = ImportContext::new(id, reader, ProgressSink::disabled()).unwrap();
             return store_as(id, dst, role, db)
                 .with_import_options(options)
-                .import_pg(ctx)
-                .await;
+                .import(ctx)
+                .await
+                .map_err(common::pg_error);
         }
     }
     panic!("no backup holds store {id}");
@@ -375,6 +377,11 @@ async fn what_the_owner_may_not_do_is_refused_before_any_write_by_name() {
         .await
         .unwrap_err();
     let msg = err.to_string();
+    assert_eq!(
+        err.kind(),
+        sourcegraph_backup_core::StoreErrorKind::IncompatibleTarget,
+        "{msg}"
+    );
     assert!(matches!(err, PgError::IncompatibleTarget { .. }), "{msg}");
     assert!(
         msg.contains("extension hstore is not installed") && msg.contains(TARGET_OWNER),

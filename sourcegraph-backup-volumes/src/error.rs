@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sourcegraph_backup_core::CoreError;
+use sourcegraph_backup_core::{CoreError, StoreError, StoreErrorKind};
 
 /// What can go wrong while archiving or restoring a volume.
 #[derive(Debug, thiserror::Error)]
@@ -129,4 +129,28 @@ pub enum VolumeError {
         /// The join error's text.
         reason: String,
     },
+}
+
+impl VolumeError {
+    /// What a caller can do about this error.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            VolumeError::TargetNotEmpty { .. } => StoreErrorKind::TargetNotEmpty,
+            VolumeError::NotADirectory { .. } => StoreErrorKind::Unreachable,
+            VolumeError::UnsafeEntry { .. }
+            | VolumeError::BadArchive { .. }
+            | VolumeError::NoParts { .. } => StoreErrorKind::CorruptBackup,
+            VolumeError::Artifact { source, .. } | VolumeError::Core { source, .. } => source.kind(),
+            VolumeError::Parts { failures, .. } => {
+                failures.first().map_or(StoreErrorKind::Other, VolumeError::kind)
+            }
+            _ => StoreErrorKind::Other,
+        }
+    }
+}
+
+impl From<VolumeError> for StoreError {
+    fn from(e: VolumeError) -> Self {
+        StoreError::new(e.kind(), e)
+    }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use sourcegraph_backup_core::catalog::{self, Deployment, DeploymentVolume};
 use sourcegraph_backup_core::{
-    ArtifactOptions, BoxError, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport,
-    Importer, StoreKind,
+    ArtifactOptions, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer,
+    StoreError, StoreKind,
 };
 
 use crate::error::VolumeError;
@@ -176,7 +176,7 @@ impl VolumeStore {
     }
 
     /// Archives the volume; see [`Exporter::export`].
-    pub async fn export_volume(&self, ctx: &ExportContext) -> Result<ExportReport, VolumeError> {
+    async fn export_volume(&self, ctx: &ExportContext) -> Result<ExportReport, VolumeError> {
         let part_size = self.options.part_size;
         let store = self.clone();
         let parts = tokio::task::spawn_blocking(move || {
@@ -270,7 +270,7 @@ impl VolumeStore {
     }
 
     /// Restores the volume; see [`Importer::import`].
-    pub async fn import_volume(&self, ctx: &ImportContext) -> Result<ImportReport, VolumeError> {
+    async fn import_volume(&self, ctx: &ImportContext) -> Result<ImportReport, VolumeError> {
         let store = self.clone();
         let root = tokio::task::spawn_blocking(move || store.prepare_target())
             .await
@@ -401,25 +401,25 @@ impl DataStore for VolumeStore {
         self.path.display().to_string()
     }
 
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.check_source())
             .await
-            .map_err(|e| Box::new(self.task(e)) as BoxError)?
+            .map_err(|e| self.task(e))?
             .map_err(Into::into)
     }
 }
 
 #[async_trait]
 impl Exporter for VolumeStore {
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError> {
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError> {
         Ok(self.export_volume(&ctx).await?)
     }
 }
 
 #[async_trait]
 impl Importer for VolumeStore {
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError> {
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError> {
         Ok(self.import_volume(&ctx).await?)
     }
 }

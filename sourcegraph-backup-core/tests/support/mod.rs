@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use sourcegraph_backup_core::pipeline::{BackupPipeline, RestorePipeline};
 use sourcegraph_backup_core::{
     plan, ArtifactOptions, ArtifactRecord, ArtifactWriter, BackupOption, BackupReader, BackupRepository,
-    BackupWriter, BoxError, DataStore, Deployment, ExportContext, ExportReport, Exporter, ImportContext,
-    ImportReport, Importer, Plan, PlanRequest, StoreKind, StoreSection, VerifyReport,
+    BackupWriter, DataStore, Deployment, ExportContext, ExportReport, Exporter, ImportContext, ImportReport,
+    Importer, Plan, PlanRequest, StoreError, StoreErrorKind, StoreKind, StoreSection, VerifyReport,
 };
 use sourcegraph_backup_testkit::s3::S3Server;
 
@@ -224,14 +224,14 @@ impl DataStore for NoiseStore {
     fn location(&self) -> String {
         format!("noise store {}", self.id)
     }
-    async fn check_reachable(&self) -> Result<(), BoxError> {
+    async fn check_reachable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
 #[async_trait]
 impl Exporter for NoiseStore {
-    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, BoxError> {
+    async fn export(&self, ctx: ExportContext) -> Result<ExportReport, StoreError> {
         ctx.put_artifact(
             "meta.json",
             ArtifactOptions::zstd("application/json"),
@@ -256,10 +256,13 @@ impl Exporter for NoiseStore {
 
 #[async_trait]
 impl Importer for NoiseStore {
-    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, BoxError> {
+    async fn import(&self, ctx: ImportContext) -> Result<ImportReport, StoreError> {
         let meta = ctx.read_small("meta.json").await?;
         if &meta[..] != Self::META {
-            return Err(format!("{}: meta.json differs", self.id).into());
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("{}: meta.json differs", self.id),
+            ));
         }
         let mut rx = ctx.open("data.bin")?.into_chunks();
         let mut hasher = Sha256::new();

@@ -4,13 +4,21 @@
 use std::path::PathBuf;
 
 use sourcegraph_backup_core::{
-    BackupManifest, BackupOption, BackupRepository, DataStore, ExportContext, ImportContext, ImportReport,
-    ProgressSink, StoreSection,
+    BackupManifest, BackupOption, BackupRepository, DataStore, ExportContext, Exporter, ImportContext,
+    ImportReport, Importer, ProgressSink, StoreError, StoreSection,
 };
 use sourcegraph_backup_pg::{PgConnectionConfig, PgError, PgExportOptions, PgImportOptions, PgStore};
 use sourcegraph_backup_testkit::oracle::{self, OracleReport};
 use sourcegraph_backup_testkit::PgCluster;
 use tempfile::TempDir;
+
+/// The Postgres store's own error inside a store error.
+pub fn pg_error(e: StoreError) -> PgError {
+    match e.into_cause().downcast::<PgError>() {
+        Ok(pg) => *pg,
+        Err(other) => panic!("the Postgres store failed with something else than a PgError: {other}"),
+    }
+}
 
 /// Two throwaway clusters, source and destination, started concurrently.
 pub async fn two_clusters() -> (PgCluster, PgCluster) {
@@ -67,7 +75,7 @@ pub async fn backup(
     let store = store(id, cluster, db).with_export_options(options);
     let writer = repo.start_backup(BackupOption::AllPostgres);
     let ctx = ExportContext::new(id, writer.clone(), progress);
-    let report = store.export_pg(ctx).await?;
+    let report = store.export(ctx).await.map_err(pg_error)?;
     let section = StoreSection {
         id: id.into(),
         kind: store.kind(),
@@ -106,8 +114,9 @@ pub async fn restore(
     let ctx = ImportContext::new(id, reader, ProgressSink::disabled()).unwrap();
     store(id, cluster, db)
         .with_import_options(options)
-        .import_pg(ctx)
+        .import(ctx)
         .await
+        .map_err(pg_error)
 }
 
 /// Export options for tests: two workers.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sourcegraph_backup_core::{
     BackupOption, BackupReader, BackupRepository, BoxError, DataStore, ExportContext, ExportReport, Exporter,
-    ImportContext, ImportReport, Importer, ProgressSink, SourceInfo, StoreSection,
+    ImportContext, ImportReport, Importer, ProgressSink, SourceInfo, StoreError, StoreSection,
 };
 use sourcegraph_backup_volumes::VolumeStore;
 
@@ -25,7 +25,8 @@ pub async fn backup(
             w.clone(),
             ProgressSink::disabled(),
         ))
-        .await?;
+        .await
+        .map_err(StoreError::into_cause)?;
     let section = StoreSection {
         id: store.id().into(),
         kind: store.kind(),
@@ -41,7 +42,7 @@ pub async fn backup(
 /// Restores store `id` of `reader` into `target`.
 pub async fn restore(reader: BackupReader, target: &VolumeStore) -> Result<ImportReport, BoxError> {
     let ctx = ImportContext::new(target.id(), reader, ProgressSink::disabled())?;
-    target.import(ctx).await
+    target.import(ctx).await.map_err(StoreError::into_cause)
 }
 
 /// What the comparison looks at for one path.
