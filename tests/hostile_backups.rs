@@ -36,6 +36,7 @@ struct Ran {
 /// Runs an example and measures it with `wait4`: its peak RSS, not other children's (Linux
 /// keeps the high-water mark across exec, so it is at least this test process's own at the
 /// fork, which stays far below the bound checked).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's wait cannot replace here
 fn run(dir: &Path, example: &str, args: &[&str]) -> Ran {
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
