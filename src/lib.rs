@@ -1,7 +1,11 @@
 //! # sourcegraph-backup
 //!
-//! Back up a Sourcegraph instance and migrate it to a new one. This crate is a
-//! facade over the four crates that do the work:
+//! Back up a Sourcegraph instance and migrate it to a new one. This crate is what an ops team
+//! embeds in its own tooling: a [`deployment`] (one [`Instance`](deployment::Instance)
+//! describes where a Sourcegraph deployment keeps its data, plans a backup of it, checks it
+//! and runs it; the same description is the target of a restore), the [`report`]s every
+//! operation returns (typed, `Serialize` for scripts, `Display` for people), and a facade over
+//! the four crates that do the work:
 //!
 //! - [`core`]: the traits, the backup repository (local or object storage),
 //!   the catalog and planner, progress events and the pipelines;
@@ -9,8 +13,29 @@
 //! - [`config`]: site configuration, code host connections and global settings;
 //! - [`volumes`]: persistent volumes (git repositories, indexes, metrics, ...).
 //!
-//! A backup of a whole instance (the three databases, the configuration and
-//! the volumes of a Docker Compose deployment) into S3, in about 20 lines:
+//! The `sourcegraph-backup` command (crate `sourcegraph-backup-cli`) is built on this API
+//! alone.
+//!
+//! A backup of a whole instance (the three databases from the environment Sourcegraph's
+//! services read, the configuration in the main database, the volumes of a Docker Compose
+//! deployment) into S3:
+//!
+//! ```no_run
+//! use sourcegraph_backup::core::{BackupOption, BackupRepository, ProgressSink};
+//! use sourcegraph_backup::deployment::Instance;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let instance = Instance::docker_compose().databases_from_env()?; // PG*, CODEINTEL_PG*, CODEINSIGHTS_PG*
+//! let backup = instance.plan(BackupOption::AllData)?; // what is included, skipped, and why
+//! let repo = BackupRepository::open("s3://backups/sourcegraph")?; // AWS_* from the environment
+//! let (progress, mut events) = ProgressSink::channel();
+//! tokio::spawn(async move { while let Some(e) = events.recv().await { eprintln!("{e:?}") } });
+//! let summary = backup.run(repo, progress).await?; // preflight, then no manifest unless every store succeeded
+//! println!("{summary}");
+//! # Ok(()) }
+//! ```
+//!
+//! The same with the store crates by hand, for full control over each store:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -22,12 +47,10 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let plan = plan(&PlanRequest::new(BackupOption::AllData, Deployment::DockerCompose));
-//! let repo = BackupRepository::open("s3://backups/sourcegraph")?; // AWS_* from the environment
-//! let (progress, mut events) = ProgressSink::channel();
-//! tokio::spawn(async move { while let Some(e) = events.recv().await { eprintln!("{e:?}") } });
-//! let mut pipeline = BackupPipeline::new(repo, plan.clone()).progress(progress).concurrency(4);
+//! let repo = BackupRepository::open("s3://backups/sourcegraph")?;
+//! let mut pipeline = BackupPipeline::new(repo, plan.clone()).concurrency(4);
 //! for role in DatabaseRole::ALL {
-//!     let conn = PgConnectionConfig::from_env(role)?; // PG*, CODEINTEL_PG*, CODEINSIGHTS_PG*
+//!     let conn = PgConnectionConfig::from_env(role)?;
 //!     pipeline = pipeline.exporter(Arc::new(PgStore::for_role(role, conn)));
 //! }
 //! let frontend = PgConnectionConfig::from_env(DatabaseRole::Frontend)?;
@@ -36,13 +59,16 @@
 //! for store in plan.included_stores().filter(|s| s.kind == sourcegraph_backup::core::StoreKind::Volume) {
 //!     pipeline = pipeline.exporter(Arc::new(volumes.store(&store.id)?));
 //! }
-//! let outcome = pipeline.run().await?; // no manifest unless every store succeeded
+//! let outcome = pipeline.run().await?;
 //! println!("backup {} holds {} bytes", outcome.manifest.backup_id, outcome.manifest.stored_bytes());
 //! # Ok(()) }
 //! ```
 //!
-//! The `examples/` directory holds three command-line programs built on this
-//! API only (`config_only`, `postgres_only`, `all_data`) and the `demo`.
+//! The `examples/` directory holds one short program per backup option (`config_only`,
+//! `postgres_only`, `all_data`) built on [`deployment`], and the `demo`.
+
+pub mod deployment;
+pub mod report;
 
 pub use sourcegraph_backup_config as config;
 pub use sourcegraph_backup_core as core;
