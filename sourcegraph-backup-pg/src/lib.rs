@@ -58,6 +58,7 @@ pub mod export;
 pub mod import;
 pub mod probe;
 pub mod schema;
+mod sql;
 mod store;
 mod tls;
 

@@ -38,6 +38,7 @@ use crate::connection::PgConnectionConfig;
 use crate::error::{describe, PgError};
 use crate::probe::{probe, ProbeOptions};
 use crate::schema::{extract_schema, ExtractOptions, RenderOptions, TableInfo};
+use crate::sql::query_err;
 use copy_out::{copy_statement, Copied, Part, WorkItem};
 use details::{
     ExcludedTable, PgStoreDetails, TableRecord, DETAILS_FORMAT, POST_DATA_SQL, PRE_DATA_SQL, RESTORE_SH,
@@ -376,10 +377,7 @@ async fn export_inner(
     leader
         .batch_execute("COMMIT")
         .await
-        .map_err(|source| PgError::Query {
-            context: "ending the snapshot transaction".into(),
-            source,
-        })?;
+        .map_err(query_err("ending the snapshot transaction"))?;
 
     let mut warnings = report.warnings();
     warnings.extend(worker_warnings);

@@ -45,11 +45,6 @@ pub(crate) fn data_artifact(schema: &str, table: &str, index: usize, part: usize
     }
 }
 
-/// A SQL string literal (standard_conforming_strings on).
-pub(crate) fn sql_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A POSIX shell single-quoted word.
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -81,7 +76,6 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(sql_literal("a'b"), "'a''b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

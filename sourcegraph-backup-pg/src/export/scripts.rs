@@ -3,8 +3,9 @@
 use std::fmt::Write;
 
 use super::details::{TableRecord, POST_DATA_SQL, PRE_DATA_SQL, SEQUENCES_SQL};
-use super::names::{shell_quote, sql_literal};
+use super::names::shell_quote;
 use crate::schema::{SchemaDump, SequenceInfo};
+use crate::sql::quote_literal;
 
 /// One `setval` per sequence, after the session settings of the DDL scripts.
 pub(crate) fn sequences_sql(sequences: &[SequenceInfo], values: &[(i64, bool)]) -> String {
@@ -13,7 +14,7 @@ pub(crate) fn sequences_sql(sequences: &[SequenceInfo], values: &[(i64, bool)]) 
         let _ = writeln!(
             out,
             "SELECT pg_catalog.setval({}, {last}, {called});",
-            sql_literal(&s.qualified_name)
+            quote_literal(&s.qualified_name)
         );
     }
     out

@@ -7,15 +7,8 @@ use tokio_postgres::Client;
 
 use crate::connection::PgConnectionConfig;
 use crate::error::PgError;
-use crate::export::names::sql_literal;
 use crate::schema::{ExtractOptions, TableInfo};
-
-fn query_err(context: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
-    move |source| PgError::Query {
-        context: context.to_owned(),
-        source,
-    }
-}
+use crate::sql::{quote_literal, query_err};
 
 /// Session settings of every export connection: no statement timeout; `lock_timeout` as
 /// the options say (`Duration::ZERO` waits forever); synchronized scans off, so that a
@@ -159,7 +152,7 @@ pub(crate) async fn worker(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
              SET TRANSACTION SNAPSHOT {}; \
              SET LOCAL row_security = off",
-            sql_literal(snapshot)
+            quote_literal(snapshot)
         ))
         .await
         .map_err(query_err("adopting the leader's snapshot in a worker"))?;

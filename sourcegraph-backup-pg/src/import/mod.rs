@@ -226,7 +226,7 @@ async fn run(
     let setup = format!(
         "{}SET maintenance_work_mem = {};\nSET synchronous_commit = off;\n",
         SchemaDump::session_setup_sql(),
-        crate::export::names::sql_literal(&opts.maintenance_work_mem)
+        crate::sql::quote_literal(&opts.maintenance_work_mem)
     );
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..jobs.max(1) {

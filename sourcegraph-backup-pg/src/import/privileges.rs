@@ -14,13 +14,7 @@ use tokio_postgres::Client;
 
 use crate::error::PgError;
 use crate::schema::{Incompatibility, ObjectKind, RenderOptions, SchemaDump};
-
-fn query_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
-    move |source| PgError::Query {
-        context: context.to_owned(),
-        source,
-    }
-}
+use crate::sql::query_err;
 
 /// The outcome of the privilege checks.
 #[derive(Debug, Default)]

@@ -8,16 +8,9 @@ use tokio_postgres::Client;
 use super::{privileges, PgImportOptions};
 use crate::error::PgError;
 use crate::export::details::PgStoreDetails;
-use crate::export::names::sql_literal;
 use crate::probe::{probe, ProbeOptions};
 use crate::schema::{ObjectKind, SchemaDump};
-
-fn query_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
-    move |source| PgError::Query {
-        context: context.to_owned(),
-        source,
-    }
-}
+use crate::sql::{quote_ident, quote_literal, query_err};
 
 /// What the importer learned about the target.
 #[derive(Debug, Clone)]
@@ -164,7 +157,7 @@ async fn clean(client: &Client, dump: &SchemaDump, schemas: &[String], version: 
         sql += "CREATE SCHEMA public;\n";
         sql += &format!(
             "COMMENT ON SCHEMA public IS {};\n",
-            sql_literal("standard public schema")
+            quote_literal("standard public schema")
         );
         if version >= 150_000 {
             sql += "ALTER SCHEMA public OWNER TO pg_database_owner;\n\
@@ -181,9 +174,4 @@ async fn clean(client: &Client, dump: &SchemaDump, schemas: &[String], version: 
             what: "cleaning the target (`--clean`)".into(),
             source,
         })
-}
-
-/// Quotes an identifier.
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }

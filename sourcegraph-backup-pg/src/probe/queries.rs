@@ -11,23 +11,10 @@ use super::{
     TableInfo, TableKind,
 };
 use crate::error::PgError;
-
-fn query_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
-    let context = context.into();
-    move |source| PgError::Query { context, source }
-}
+use crate::sql::{get, query_err};
 
 async fn query(client: &Client, sql: &str, context: &str) -> Result<Vec<Row>, PgError> {
     client.query(sql, &[]).await.map_err(query_err(context))
-}
-
-/// Reads column `i` of `row`, naming `context` on a type mismatch.
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    i: usize,
-    context: &str,
-) -> Result<T, PgError> {
-    row.try_get(i).map_err(query_err(context))
 }
 
 pub(super) struct Server {
@@ -71,7 +58,7 @@ pub(super) async fn regclass(client: &Client, name: &str) -> Result<Option<Strin
     let row = client
         .query_one("SELECT to_regclass($1::text)::text", &[&name])
         .await
-        .map_err(query_err(ctx.clone()))?;
+        .map_err(query_err(&ctx))?;
     get(&row, 0, &ctx)
 }
 
@@ -85,7 +72,7 @@ async fn columns(client: &Client, table: &str) -> Result<Vec<String>, PgError> {
             &[&table],
         )
         .await
-        .map_err(query_err(ctx.clone()))?;
+        .map_err(query_err(&ctx))?;
     rows.iter().map(|r| get(r, 0, &ctx)).collect()
 }
 

@@ -8,6 +8,8 @@ use tokio_postgres::{Client, Row};
 
 use super::{AclEntry, ExtractOptions, ObjectKind, SchemaObject, Section};
 use crate::error::PgError;
+pub(crate) use crate::sql::get;
+use crate::sql::{quote_literal, query_err};
 
 // Fixed OIDs of the system catalogs (identical on every major version).
 pub(crate) const PG_CLASS: u32 = 1259;
@@ -29,10 +31,7 @@ pub(crate) async fn rows(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, PgError> {
-    client.query(sql, params).await.map_err(|source| PgError::Query {
-        context: context.to_string(),
-        source,
-    })
+    client.query(sql, params).await.map_err(query_err(context))
 }
 
 /// Runs a `SELECT` for its side effect (e.g. `set_config`).
@@ -50,26 +49,8 @@ pub(crate) async fn query_one<T>(client: &Client, context: &str, sql: &str) -> R
 where
     T: for<'a> FromSql<'a>,
 {
-    let row = client
-        .query_one(sql, &[])
-        .await
-        .map_err(|source| PgError::Query {
-            context: context.to_string(),
-            source,
-        })?;
+    let row = client.query_one(sql, &[]).await.map_err(query_err(context))?;
     get(&row, 0, context)
-}
-
-/// Reads a column of a row, naming `context` in the error.
-pub(crate) fn get<'a, T, I>(row: &'a Row, idx: I, context: &str) -> Result<T, PgError>
-where
-    T: FromSql<'a>,
-    I: tokio_postgres::row::RowIndex + std::fmt::Display,
-{
-    row.try_get(idx).map_err(|source| PgError::Query {
-        context: context.to_string(),
-        source,
-    })
 }
 
 /// SQL condition: the row `alias.oid` of catalog `catalog` does not belong to an extension.
@@ -342,7 +323,7 @@ pub(crate) fn with_options(reloptions: &[String]) -> String {
     let parts: Vec<String> = reloptions
         .iter()
         .map(|o| match o.split_once('=') {
-            Some((k, v)) => format!("{k}='{}'", v.replace('\'', "''")),
+            Some((k, v)) => format!("{k}={}", quote_literal(v)),
             None => o.clone(),
         })
         .collect();

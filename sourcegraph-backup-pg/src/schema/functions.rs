@@ -3,6 +3,7 @@
 use super::catalog::{acl_json, get, not_ext, object, parse_acl, Ctx, PG_PROC};
 use super::ObjectKind;
 use crate::error::PgError;
+use crate::sql::quote_literal;
 
 /// Functions and procedures, deparsed by `pg_get_functiondef`; those internal to another
 /// object (range type constructors) are created with it.
@@ -135,7 +136,7 @@ pub(crate) async fn aggregates(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
             }
         }
         if let Some(v) = opt("agginitval")? {
-            parts.push(format!("INITCOND = {}", literal(&v)));
+            parts.push(format!("INITCOND = {}", quote_literal(&v)));
         }
         if let Some(v) = opt("aggmtransfn")? {
             parts.push(format!("MSFUNC = {v}"));
@@ -159,7 +160,7 @@ pub(crate) async fn aggregates(ctx: &mut Ctx<'_>) -> Result<(), PgError> {
                 ));
             }
             if let Some(v) = opt("aggminitval")? {
-                parts.push(format!("MINITCOND = {}", literal(&v)));
+                parts.push(format!("MINITCOND = {}", quote_literal(&v)));
             }
         }
         if let Some(v) = opt("sortop")? {
@@ -190,9 +191,4 @@ fn modify(code: &Option<String>) -> &'static str {
         Some("w") => "READ_WRITE",
         _ => "READ_ONLY",
     }
-}
-
-/// A standard-conforming string literal.
-pub(crate) fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{ObjectKind, SchemaDump, SchemaObject, Section};
+use crate::sql::{quote_ident, quote_literal};
 
 /// How to render the DDL.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,11 +57,6 @@ SET xmloption = content;\n\
 SET client_min_messages = warning;\n\
 SET row_security = off;\n";
 
-/// Quotes a role name (always quoted: correct for every name).
-fn quote_role(role: &str) -> String {
-    format!("\"{}\"", role.replace('"', "\"\""))
-}
-
 /// A role as the target knows it: through the role map, or as it is.
 pub(crate) fn mapped_role<'a>(role_map: &'a BTreeMap<String, String>, role: &'a str) -> &'a str {
     role_map.get(role).map(String::as_str).unwrap_or(role)
@@ -71,7 +67,7 @@ pub(crate) fn role_list(roles: &[Option<String>], role_map: &BTreeMap<String, St
     roles
         .iter()
         .map(|r| match r {
-            Some(r) => quote_role(mapped_role(role_map, r)),
+            Some(r) => quote_ident(mapped_role(role_map, r)),
             None => "PUBLIC".to_string(),
         })
         .collect::<Vec<_>>()
@@ -143,7 +139,7 @@ impl SchemaDump {
         }
         if o.kind == ObjectKind::Extension && opts.pin_extension_versions {
             if let Some(ext) = self.extensions.iter().find(|e| e.name == o.name) {
-                let version = format!(" VERSION '{}';\n", ext.version.replace('\'', "''"));
+                let version = format!(" VERSION {};\n", quote_literal(&ext.version));
                 if let Some(pos) = sql
                     .find(" WITH SCHEMA ")
                     .and_then(|p| sql[p..].find(";\n").map(|q| p + q))
@@ -152,7 +148,7 @@ impl SchemaDump {
                 }
             }
         }
-        let map = |role: &str| quote_role(mapped_role(&opts.role_map, role));
+        let map = |role: &str| quote_ident(mapped_role(&opts.role_map, role));
         if opts.include_owners {
             if let (Some(owner), Some(target)) = (&o.owner, &o.alter_target) {
                 sql += &format!("ALTER {target} OWNER TO {};\n", map(owner));
