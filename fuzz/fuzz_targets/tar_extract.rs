@@ -1,6 +1,6 @@
 //! The volumes crate's tar extractor, through its public restore path: the
 //! input is stored as the one part of a volume in an in-memory backup and
-//! `VolumeStore::import_volume` restores it into `<scratch>/root`.
+//! `VolumeStore`'s `Importer::import` restores it into `<scratch>/root`.
 //!
 //! Invariants checked after every input, whether the restore succeeded or
 //! was refused:
@@ -35,8 +35,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sourcegraph_backup_core::{
-    ArtifactOptions, BackupOption, BackupRepository, ImportContext, ProgressSink, SourceInfo, StoreKind,
-    StoreSection,
+    ArtifactOptions, BackupOption, BackupRepository, ImportContext, Importer, ProgressSink, SourceInfo,
+    StoreKind, StoreSection,
 };
 use sourcegraph_backup_volumes::VolumeStore;
 
@@ -140,7 +140,7 @@ async fn restore(tar: &[u8], root: &Path) {
         .expect("commit");
     let reader = repo.open_backup(w.id()).await.expect("open");
     let ctx = ImportContext::new(STORE, reader, ProgressSink::disabled()).expect("context");
-    let _ = VolumeStore::new(STORE, root).import_volume(&ctx).await;
+    let _ = VolumeStore::new(STORE, root).import(ctx).await;
 }
 
 /// Entry names and hard-link targets as the tar crate reads them (the same
