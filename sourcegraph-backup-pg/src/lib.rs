@@ -14,7 +14,8 @@
 //! | `restore.sh` | the commands below, for this backup's tables (uncompressed) |
 //!
 //! Names in `data/` encode every byte outside `[A-Za-z0-9_-]` as `+HH`; the manifest's store
-//! details (`tables[].artifacts`, `tables[].columns`) map them to tables and column lists.
+//! details ([`layout::PgStoreDetails`]: `tables[].artifacts`, `tables[].columns`) map them to
+//! tables and column lists. [`layout`] holds these names, which export and import share.
 //!
 //! # Restoring by hand (zstd and psql only)
 //!
@@ -56,6 +57,7 @@ pub mod connection;
 pub mod error;
 pub mod export;
 pub mod import;
+pub mod layout;
 pub mod probe;
 pub mod schema;
 mod sql;

@@ -10,7 +10,7 @@ use common::{
     two_clusters,
 };
 use sourcegraph_backup_core::{ProgressEvent, ProgressSink};
-use sourcegraph_backup_pg::export::details::PgStoreDetails;
+use sourcegraph_backup_pg::layout::PgStoreDetails;
 use sourcegraph_backup_pg::{PgExportOptions, TableDataExclusion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

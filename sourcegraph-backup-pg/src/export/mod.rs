@@ -21,8 +21,6 @@
 //! The report's warnings list every redone part and every part the leader copied.
 
 mod copy_out;
-pub mod details;
-pub(crate) mod names;
 mod scripts;
 mod snapshot;
 
@@ -36,14 +34,14 @@ use sourcegraph_backup_core::{ArtifactOptions, Compression, ExportContext, Expor
 
 use crate::connection::PgConnectionConfig;
 use crate::error::{describe, PgError};
+use crate::layout::{
+    data_artifact, ExcludedTable, PgStoreDetails, TableRecord, DETAILS_FORMAT, POST_DATA_SQL, PRE_DATA_SQL,
+    RESTORE_SH, SCHEMA_JSON, SEQUENCES_SQL,
+};
 use crate::probe::{probe, ProbeOptions};
 use crate::schema::{extract_schema, ExtractOptions, RenderOptions, TableInfo};
 use crate::sql::query_err;
 use copy_out::{copy_statement, Copied, Part, WorkItem};
-use details::{
-    ExcludedTable, PgStoreDetails, TableRecord, DETAILS_FORMAT, POST_DATA_SQL, PRE_DATA_SQL, RESTORE_SH,
-    SCHEMA_JSON, SEQUENCES_SQL,
-};
 
 /// Data of tables matching `pattern` is left out (their schema is kept), for `reason`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,7 +264,7 @@ async fn export_inner(
         let per_part = pages.div_ceil(parts).max(1);
         let mut artifacts = Vec::new();
         for p in 0..parts {
-            let artifact = names::data_artifact(&t.schema, &t.name, i, p as usize, suffix);
+            let artifact = data_artifact(&t.schema, &t.name, i, p as usize, suffix);
             let (statement, label) = if parts == 1 {
                 (
                     copy_statement(&t.qualified_name, &t.quoted_columns_for_copy, None),

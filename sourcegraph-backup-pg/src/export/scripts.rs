@@ -2,10 +2,14 @@
 
 use std::fmt::Write;
 
-use super::details::{TableRecord, POST_DATA_SQL, PRE_DATA_SQL, SEQUENCES_SQL};
-use super::names::shell_quote;
+use crate::layout::{TableRecord, POST_DATA_SQL, PRE_DATA_SQL, SEQUENCES_SQL};
 use crate::schema::{SchemaDump, SequenceInfo};
 use crate::sql::quote_literal;
+
+/// A POSIX shell single-quoted word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
 
 /// One `setval` per sequence, after the session settings of the DDL scripts.
 pub(crate) fn sequences_sql(sequences: &[SequenceInfo], values: &[(i64, bool)]) -> String {
@@ -89,4 +93,14 @@ $PSQL -d "$TARGET" -c ANALYZE
         post = shell_quote(POST_DATA_SQL)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -6,7 +6,7 @@ use sourcegraph_backup_core::ImportContext;
 use tokio_postgres::Client;
 
 use crate::error::PgError;
-use crate::export::details::TableRecord;
+use crate::layout::TableRecord;
 
 /// Rows loaded and stored bytes read.
 #[derive(Debug, Clone, Copy, Default)]

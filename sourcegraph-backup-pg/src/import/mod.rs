@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 
 use crate::connection::PgConnectionConfig;
 use crate::error::PgError;
-use crate::export::details::{PgStoreDetails, TableRecord, SCHEMA_JSON, SEQUENCES_SQL};
+use crate::layout::{PgStoreDetails, TableRecord, SCHEMA_JSON, SEQUENCES_SQL};
 use crate::schema::{PostDataStep, RenderOptions, SchemaDump};
 use schedule::{Next, Schedule, Task};
 

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::export::details::TableRecord;
+use crate::layout::TableRecord;
 use crate::schema::{ObjectKind, PostDataStep};
 
 /// One unit of restore work.

@@ -7,10 +7,10 @@ use tokio_postgres::Client;
 
 use super::{privileges, PgImportOptions};
 use crate::error::PgError;
-use crate::export::details::PgStoreDetails;
+use crate::layout::PgStoreDetails;
 use crate::probe::{probe, ProbeOptions};
 use crate::schema::{ObjectKind, SchemaDump};
-use crate::sql::{quote_ident, quote_literal, query_err};
+use crate::sql::{query_err, quote_ident, quote_literal};
 
 /// What the importer learned about the target.
 #[derive(Debug, Clone)]
