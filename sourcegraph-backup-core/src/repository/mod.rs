@@ -47,11 +47,13 @@ pub struct OpenOptions {
     /// for idempotent requests, timeouts are retried with exponential backoff. The default
     /// is object_store's: up to 10 retries within 3 minutes, backoff from 100 ms doubling to
     /// 15 s. Local and in-memory repositories do not retry.
+    #[cfg(feature = "cloud")]
     pub retry: object_store::RetryConfig,
 }
 
 impl OpenOptions {
     /// Sets the retry policy of cloud requests.
+    #[cfg(feature = "cloud")]
     pub fn retry(mut self, retry: object_store::RetryConfig) -> Self {
         self.retry = retry;
         self
