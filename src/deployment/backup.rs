@@ -13,7 +13,9 @@ use crate::core::catalog::volume_for_name;
 use crate::core::model::{Database, CONFIG_STORE};
 use crate::core::pipeline::BackupPipeline;
 use crate::core::plan::{plan, PlannedStore, VolumeMethod};
-use crate::core::{BackupOption, BackupRepository, Decision, Deployment, Plan, PlanRequest, ProgressSink, StoreKind};
+use crate::core::{
+    BackupOption, BackupRepository, Decision, Deployment, Plan, PlanRequest, ProgressSink, StoreKind,
+};
 use crate::report::{PlanReport, Summary};
 use crate::volumes::{VolumePreset, DOCKER_VOLUMES_ROOT};
 
@@ -65,7 +67,11 @@ impl Instance {
             .iter()
             .map(|s| (s.id().to_string(), s.location()))
             .collect();
-        PlanReport::new(&resolved.plan, &|id| locations.get(id).cloned(), resolved.problems)
+        PlanReport::new(
+            &resolved.plan,
+            &|id| locations.get(id).cloned(),
+            resolved.problems,
+        )
     }
 
     fn tuning(&self, option: BackupOption) -> Tuning {
@@ -115,9 +121,7 @@ impl Instance {
             stores.extend(self.volume_stores(&mut plan, &tuning, &mut problems));
         } else {
             for name in self.volumes.keys() {
-                problems.push(PlanProblem::VolumeOutsideOption {
-                    volume: name.clone(),
-                });
+                problems.push(PlanProblem::VolumeOutsideOption { volume: name.clone() });
             }
         }
         if plan.included_stores().next().is_none() {
@@ -133,7 +137,12 @@ impl Instance {
     /// The directory of each volume the plan archives: as given, else the preset's when it
     /// exists. Further shards given by name (`gitserver-1`) join the plan beside their
     /// kind's volume.
-    fn volume_stores(&self, plan: &mut Plan, tuning: &Tuning, problems: &mut Vec<PlanProblem>) -> Vec<StoreHandle> {
+    fn volume_stores(
+        &self,
+        plan: &mut Plan,
+        tuning: &Tuning,
+        problems: &mut Vec<PlanProblem>,
+    ) -> Vec<StoreHandle> {
         let root: Option<PathBuf> = self.volume_root.clone().or_else(|| {
             (self.deployment == Deployment::DockerCompose).then(|| PathBuf::from(DOCKER_VOLUMES_ROOT))
         });
@@ -162,9 +171,7 @@ impl Instance {
                 continue;
             }
             let Some(kind) = volume_for_name(self.deployment, name) else {
-                problems.push(PlanProblem::UnknownVolume {
-                    volume: name.clone(),
-                });
+                problems.push(PlanProblem::UnknownVolume { volume: name.clone() });
                 continue;
             };
             if self.external.contains(name) {
@@ -244,7 +251,11 @@ impl PlannedBackup {
     /// [`preflight`](Self::preflight), then the backup into `repo`, progress events into
     /// `progress`. No manifest is written unless every store succeeded, and a failed backup
     /// removes what it wrote.
-    pub async fn run(&self, repo: BackupRepository, progress: ProgressSink) -> Result<Summary, DeploymentError> {
+    pub async fn run(
+        &self,
+        repo: BackupRepository,
+        progress: ProgressSink,
+    ) -> Result<Summary, DeploymentError> {
         self.run_until(repo, progress, std::future::pending()).await
     }
 
@@ -259,7 +270,11 @@ impl PlannedBackup {
     ) -> Result<Summary, DeploymentError> {
         self.preflight().await?;
         let location = repo.location().to_string();
-        let outcome = self.pipeline(repo).progress(progress).run_until(interrupt).await?;
+        let outcome = self
+            .pipeline(repo)
+            .progress(progress)
+            .run_until(interrupt)
+            .await?;
         let locations: BTreeMap<String, String> = self
             .stores
             .iter()

@@ -61,9 +61,7 @@ impl std::fmt::Display for PlanProblem {
                 f,
                 "volume {volume} is given, but only an all-data backup holds volumes"
             ),
-            PlanProblem::NothingToBackUp => {
-                f.write_str("nothing to back up: every store is left out")
-            }
+            PlanProblem::NothingToBackUp => f.write_str("nothing to back up: every store is left out"),
         }
     }
 }

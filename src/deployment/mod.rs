@@ -178,7 +178,9 @@ impl Instance {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(bad("a volume name may only hold letters, digits, '-', '_' and '.'"));
+            return Err(bad(
+                "a volume name may only hold letters, digits, '-', '_' and '.'",
+            ));
         }
         self.volumes.insert(name.to_string(), path);
         Ok(self)

@@ -130,7 +130,11 @@ impl Instance {
     /// compares with the main database as it is), and every volume given by name (or, with
     /// [`volumes_root`](Instance::volumes_root), every volume of the backup into the preset's
     /// directories). Stores of the backup without a target are not restored, with the reason.
-    pub fn restore(&self, backup: BackupReader, options: &RestoreOptions) -> Result<PlannedRestore, DeploymentError> {
+    pub fn restore(
+        &self,
+        backup: BackupReader,
+        options: &RestoreOptions,
+    ) -> Result<PlannedRestore, DeploymentError> {
         let manifest = backup.manifest();
         let tuning = Tuning {
             jobs: self.jobs,

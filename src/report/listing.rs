@@ -157,7 +157,12 @@ fn stamp(t: DateTime<Utc>) -> String {
 
 impl IncompleteView {
     /// An incomplete backup's view at `now`.
-    pub fn new(id: &str, last_modified: Option<DateTime<Utc>>, lease: Option<&Lease>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        id: &str,
+        last_modified: Option<DateTime<Utc>>,
+        lease: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let live = lease.is_some_and(|l| l.is_live(now));
         IncompleteView {
             id: id.to_string(),
@@ -202,9 +207,7 @@ impl ListReport {
             ok: true,
             location: location.to_string(),
             empty: states.is_empty(),
-            message: states
-                .is_empty()
-                .then(|| format!("no backup under {location}")),
+            message: states.is_empty().then(|| format!("no backup under {location}")),
             backups: Vec::new(),
             incomplete: Vec::new(),
             unreadable: Vec::new(),

@@ -24,7 +24,9 @@ use crate::core::plan::{Plan, VolumeMethod};
 use crate::core::repository::ArtifactProblem;
 use crate::core::{Decision, VerifyReport};
 
-pub use listing::{age, CleanReport, CompleteView, IncompleteView, LeaseView, ListReport, State, UnreadableView};
+pub use listing::{
+    age, CleanReport, CompleteView, IncompleteView, LeaseView, ListReport, State, UnreadableView,
+};
 pub use plan::{PlanReport, PlanStoreRow};
 
 /// What happened to one store.
@@ -96,7 +98,13 @@ pub struct StoreRow {
 }
 
 impl StoreRow {
-    fn new(store: &str, kind: String, location: Option<String>, status: Status, reason: Option<String>) -> Self {
+    fn new(
+        store: &str,
+        kind: String,
+        location: Option<String>,
+        status: Status,
+        reason: Option<String>,
+    ) -> Self {
         StoreRow {
             store: store.to_string(),
             kind,
@@ -167,7 +175,11 @@ pub fn human_bytes(bytes: u64) -> String {
 
 impl Summary {
     /// The summary of a committed backup; skipped rows come from its plan.
-    pub fn of_backup(location: &str, outcome: &BackupOutcome, locations: &BTreeMap<String, String>) -> Summary {
+    pub fn of_backup(
+        location: &str,
+        outcome: &BackupOutcome,
+        locations: &BTreeMap<String, String>,
+    ) -> Summary {
         let mut rows = Vec::new();
         let plan: Option<&Plan> = outcome.manifest.plan.as_ref();
         for s in &outcome.stores {
@@ -261,7 +273,13 @@ impl Summary {
                 .get(store)
                 .cloned()
                 .unwrap_or_else(|| "no target was given for it".into());
-            rows.push(StoreRow::new(store, kind(store), None, Status::NotRestored, Some(reason)));
+            rows.push(StoreRow::new(
+                store,
+                kind(store),
+                None,
+                Status::NotRestored,
+                Some(reason),
+            ));
         }
         Summary {
             command: "restore",
@@ -287,7 +305,15 @@ impl Summary {
         locations: &BTreeMap<String, String>,
         kinds: &BTreeMap<String, String>,
     ) -> Summary {
-        let mut summary = Summary::of_restore(location, option, &partial.outcome, dry_run, reasons, locations, kinds);
+        let mut summary = Summary::of_restore(
+            location,
+            option,
+            &partial.outcome,
+            dry_run,
+            reasons,
+            locations,
+            kinds,
+        );
         summary.ok = false;
         let kind = |s: &str| kinds.get(s).cloned().unwrap_or_default();
         for (store, error) in &partial.failed {
@@ -322,8 +348,15 @@ impl Summary {
     }
 }
 
-/// Renders rows of cells as a left-aligned table with a header.
+/// Renders rows of cells as a left-aligned table with a header. Every cell is passed through
+/// [`redact_text`](crate::core::redact::redact_text) first, so the columns line up with what is
+/// shown and no secret is.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::core::redact::redact_text(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

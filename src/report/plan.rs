@@ -100,7 +100,7 @@ impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "plan of a {} backup of a {} deployment (nothing was read or written)",
+            "plan: {} backup of a {} deployment (nothing was read or written)",
             self.option, self.deployment
         )?;
         let rows: Vec<Vec<String>> = self
