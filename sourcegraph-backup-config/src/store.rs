@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sourcegraph_backup_core::model::CatalogId;
 use sourcegraph_backup_core::{
     ArtifactOptions, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer,
     SourceInfo, StoreError, StoreKind,
@@ -334,9 +335,9 @@ impl DataStore for ConfigStore {
         StoreKind::Config
     }
 
-    fn catalog(&self) -> Vec<String> {
+    fn catalog(&self) -> Vec<CatalogId> {
         ["site-configuration", "code-host-connections", "global-settings"]
-            .map(String::from)
+            .map(CatalogId::from)
             .to_vec()
     }
 

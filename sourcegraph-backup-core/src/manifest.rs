@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::{BackupOption, StoreKind};
+use crate::model::{BackupOption, CatalogId, StoreKind};
 use crate::plan::Plan;
 
 /// The manifest format this library writes and the newest it reads.
@@ -80,7 +80,7 @@ pub struct StoreManifest {
     pub kind: StoreKind,
     /// The catalog rows or deployment volume it carries.
     #[serde(default)]
-    pub catalog: Vec<String>,
+    pub catalog: Vec<CatalogId>,
     /// Every artifact, in the order they were committed.
     pub artifacts: Vec<ArtifactRecord>,
     /// Store-specific facts (probe report, table list, file counts, ...).
@@ -219,5 +219,33 @@ impl BackupManifest {
     /// Total stored bytes of every artifact.
     pub fn stored_bytes(&self) -> u64 {
         self.stores.iter().map(StoreManifest::stored_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Catalog rows are typed, and read and written as the plain strings they always were.
+    #[test]
+    fn catalog_ids_stay_plain_strings() -> Result<(), serde_json::Error> {
+        let json = serde_json::json!({
+            "id": "config",
+            "kind": "config",
+            "catalog": ["site-configuration", "global-settings"],
+            "artifacts": [],
+            "details": null,
+            "warnings": [],
+        });
+        let store: StoreManifest = serde_json::from_value(json.clone())?;
+        assert_eq!(
+            store.catalog,
+            [
+                CatalogId::from("site-configuration"),
+                CatalogId::from("global-settings")
+            ]
+        );
+        assert_eq!(serde_json::to_value(&store)?, json);
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@ use crate::error::CoreError;
 use crate::error::StoreError;
 use crate::manifest::ArtifactRecord;
 use crate::manifest::{BackupManifest, SourceInfo, StoreManifest};
+use crate::model::CatalogId;
 use crate::progress::ProgressSink;
 use crate::repository::{ArtifactOptions, ArtifactReader, ArtifactWriter, BackupReader, BackupWriter};
 
@@ -24,7 +25,7 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> StoreKind;
 
     /// The catalog rows or deployment volume this store carries.
-    fn catalog(&self) -> Vec<String> {
+    fn catalog(&self) -> Vec<CatalogId> {
         Vec::new()
     }
 

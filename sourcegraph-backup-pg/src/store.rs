@@ -2,6 +2,7 @@
 //! `codeinsights-db`, or a generic database).
 
 use async_trait::async_trait;
+use sourcegraph_backup_core::model::CatalogId;
 use sourcegraph_backup_core::{
     DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, StoreError,
     StoreKind,
@@ -28,7 +29,7 @@ use crate::import::PgImportOptions;
 pub struct PgStore {
     id: String,
     config: PgConnectionConfig,
-    catalog: Vec<String>,
+    catalog: Vec<CatalogId>,
     export: PgExportOptions,
     import: PgImportOptions,
 }
@@ -51,8 +52,8 @@ impl PgStore {
     }
 
     /// Sets the catalog rows this store carries.
-    pub fn with_catalog(mut self, catalog: Vec<String>) -> Self {
-        self.catalog = catalog;
+    pub fn with_catalog(mut self, catalog: impl IntoIterator<Item = impl Into<CatalogId>>) -> Self {
+        self.catalog = catalog.into_iter().map(Into::into).collect();
         self
     }
 
@@ -94,7 +95,7 @@ impl DataStore for PgStore {
         StoreKind::Postgres
     }
 
-    fn catalog(&self) -> Vec<String> {
+    fn catalog(&self) -> Vec<CatalogId> {
         self.catalog.clone()
     }
 

@@ -104,6 +104,36 @@ pub enum VolumeError {
         /// Each failure.
         failures: Vec<VolumeError>,
     },
+    /// The backup's details of this volume have a format this release cannot read.
+    #[error(
+        "volume {volume}: the backup records its details in format {found}, written by a newer release: upgrade sourcegraph-backup (this release reads format {supported} and older)"
+    )]
+    NewerFormat {
+        /// The volume id.
+        volume: String,
+        /// The format found in the manifest.
+        found: u32,
+        /// The newest format this release reads.
+        supported: u32,
+    },
+    /// The backup's details of this volume cannot be read.
+    #[error("volume {volume}: the backup's details of this volume are malformed: {reason}")]
+    MalformedDetails {
+        /// The volume id.
+        volume: String,
+        /// What the JSON reader said.
+        reason: String,
+    },
+    /// The details of a report could not be serialised.
+    #[error("volume {volume}: cannot serialise the {what}: {reason}")]
+    Serialize {
+        /// The volume id.
+        volume: String,
+        /// What was serialised (`manifest details`, `import report`).
+        what: &'static str,
+        /// What the JSON writer said.
+        reason: String,
+    },
     /// A `name=path` volume mapping could not be parsed, or a name is unknown.
     #[error("volume mapping {spec:?}: {reason}")]
     Mapping {
@@ -139,7 +169,9 @@ impl VolumeError {
             VolumeError::NotADirectory { .. } => StoreErrorKind::Unreachable,
             VolumeError::UnsafeEntry { .. }
             | VolumeError::BadArchive { .. }
-            | VolumeError::NoParts { .. } => StoreErrorKind::CorruptBackup,
+            | VolumeError::NoParts { .. }
+            | VolumeError::NewerFormat { .. }
+            | VolumeError::MalformedDetails { .. } => StoreErrorKind::CorruptBackup,
             VolumeError::Artifact { source, .. } | VolumeError::Core { source, .. } => source.kind(),
             VolumeError::Parts { failures, .. } => {
                 failures.first().map_or(StoreErrorKind::Other, VolumeError::kind)

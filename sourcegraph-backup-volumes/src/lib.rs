@@ -18,7 +18,7 @@
 //!     BackupOption, BackupRepository, DataStore, ExportContext, Exporter, ImportContext, Importer,
 //!     ProgressSink, StoreSection,
 //! };
-//! use sourcegraph_backup_volumes::VolumeStore;
+//! use sourcegraph_backup_volumes::{VolumeDetails, VolumeStore};
 //!
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -32,7 +32,8 @@
 //! let report = store
 //!     .export(ExportContext::new(store.id(), backup.clone(), ProgressSink::disabled()))
 //!     .await?;
-//! assert_eq!(report.details["files"], 1);
+//! let details = VolumeDetails::from_manifest(store.id(), &report.details)?;
+//! assert_eq!(details.files, 1);
 //! let section = StoreSection {
 //!     id: store.id().into(), kind: store.kind(), catalog: store.catalog(),
 //!     details: report.details, warnings: report.warnings,
@@ -63,6 +64,11 @@
 //! time; a damaged part loses only its own subtrees. Hard links are kept
 //! within a part; a link whose other name falls into another part is stored as
 //! a second copy.
+//!
+//! The store's section of the manifest holds its [`VolumeDetails`] (counts, parts, the
+//! paths below), versioned by their `format` ([`DETAILS_FORMAT`]; details written before it
+//! was recorded read as 1). A restore reads them back first and refuses a newer format, naming
+//! the volume, before it touches the target.
 //!
 //! Files that change while read (size or mtime differs afterwards), vanish
 //! between listing and reading, and skipped sockets, FIFOs and device files
@@ -99,8 +105,9 @@
 //!   volume writes `<volume>/index-NNNN.jsonl.zst`: one line per entry with
 //!   path, type, mode, uid/gid, mtime, size, link target, and for files the
 //!   ordered chunk ids. It is an ordinary artifact, so the manifest checksums
-//!   it and `verify` covers it. The manifest details record
-//!   `"format": "chunked"` and the chunk count and bytes that were new.
+//!   it and `verify` covers it. The manifest details record a new `format`
+//!   (so that older releases refuse the backup, naming the volume, instead of
+//!   finding no tar parts) and the chunk count and bytes that were new.
 //! - **Unchanged files** (same path, size, mtime, inode as in the previous
 //!   backup's index) reuse the previous chunk list without reading the file,
 //!   which is what makes restic's second run fast.
@@ -126,5 +133,5 @@ mod store;
 pub use error::VolumeError;
 pub use export::{ReadHook, ReadStage};
 pub use preset::{VolumePreset, COMPOSE_PROJECT, DOCKER_VOLUMES_ROOT};
-pub use report::{PartStats, PathSample, VolumeDetails, LISTED_PATHS};
+pub use report::{PartStats, PathSample, VolumeDetails, VolumeImportDetails, DETAILS_FORMAT, LISTED_PATHS};
 pub use store::{VolumeOptions, VolumeStore, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, TAR_CONTENT_TYPE};

@@ -1,13 +1,26 @@
 //! What archiving a volume found: counts, skipped special files, files that
-//! changed or vanished while read; turned into the manifest's details.
+//! changed or vanished while read; turned into the manifest's details
+//! ([`VolumeDetails`], versioned by its `format`) and read back by the importer.
+//! What restoring it did: [`VolumeImportDetails`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::VolumeError;
 
 /// How many paths of each kind the manifest lists (the counts are complete).
 pub const LISTED_PATHS: usize = 20;
 
+/// The layout version of [`VolumeDetails`] this release writes, and the newest it reads.
+pub const DETAILS_FORMAT: u32 = 1;
+
+/// The format of details written before the format was recorded.
+fn unversioned_format() -> u32 {
+    1
+}
+
 /// A path list that counts everything but keeps only the first few paths.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PathSample {
     /// How many paths there were.
     pub count: u64,
@@ -36,7 +49,8 @@ impl PathSample {
 }
 
 /// What archiving one part found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PartStats {
     /// The artifact name (`part-0000.tar.zst`).
     pub artifact: String,
@@ -66,9 +80,15 @@ pub struct PartStats {
     pub vanished: PathSample,
 }
 
-/// The manifest details of one volume.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The manifest details of one volume. Fields missing from a manifest read as their defaults;
+/// read them back with [`VolumeDetails::from_manifest`], which checks the format first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VolumeDetails {
+    /// The layout version ([`DETAILS_FORMAT`]); details written before it was recorded read
+    /// as 1.
+    #[serde(default = "unversioned_format")]
+    pub format: u32,
     /// The volume name.
     pub volume: String,
     /// The directory it was read from.
@@ -103,7 +123,66 @@ pub struct VolumeDetails {
     pub live_note: Option<String>,
 }
 
+impl Default for VolumeDetails {
+    /// Empty details of the current [`DETAILS_FORMAT`].
+    fn default() -> Self {
+        VolumeDetails {
+            format: DETAILS_FORMAT,
+            volume: String::new(),
+            path: String::new(),
+            deployment_volume: None,
+            files: 0,
+            dirs: 0,
+            symlinks: 0,
+            hardlinks: 0,
+            bytes: 0,
+            tar_bytes: 0,
+            stored_bytes: 0,
+            part_size: 0,
+            parts: Vec::new(),
+            skipped_special: PathSample::default(),
+            changed: PathSample::default(),
+            vanished: PathSample::default(),
+            live_note: None,
+        }
+    }
+}
+
 impl VolumeDetails {
+    /// Reads the details of volume `volume` back from its manifest section. The format is
+    /// checked before anything else is read: a newer one (written by a newer release) is
+    /// refused with [`VolumeError::NewerFormat`], naming the volume; a section without a
+    /// `format` (written before it was recorded) reads as format 1, and one without details at
+    /// all as empty details.
+    pub fn from_manifest(volume: &str, details: &serde_json::Value) -> Result<Self, VolumeError> {
+        /// Only the format, so that a newer layout is refused rather than misread.
+        #[derive(Deserialize)]
+        struct Format {
+            #[serde(default = "unversioned_format")]
+            format: u32,
+        }
+        if details.is_null() {
+            return Ok(VolumeDetails {
+                format: unversioned_format(),
+                volume: volume.to_string(),
+                ..VolumeDetails::default()
+            });
+        }
+        let malformed = |e: serde_json::Error| VolumeError::MalformedDetails {
+            volume: volume.to_string(),
+            reason: e.to_string(),
+        };
+        let Format { format } = Format::deserialize(details).map_err(malformed)?;
+        if format > DETAILS_FORMAT {
+            return Err(VolumeError::NewerFormat {
+                volume: volume.to_string(),
+                found: format,
+                supported: DETAILS_FORMAT,
+            });
+        }
+        VolumeDetails::deserialize(details).map_err(malformed)
+    }
+
     /// Adds a finished part.
     pub fn add_part(&mut self, part: PartStats) {
         self.files += part.files;
@@ -149,4 +228,25 @@ impl VolumeDetails {
         }
         out
     }
+}
+
+/// What restoring one volume did: the details of its import report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeImportDetails {
+    /// The volume name.
+    pub volume: String,
+    /// The directory it was restored into.
+    pub path: String,
+    /// How many parts were restored.
+    pub parts: usize,
+    /// Regular files restored.
+    pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Symbolic links restored.
+    pub symlinks: u64,
+    /// Hard links restored as links.
+    pub hardlinks: u64,
+    /// File content bytes written.
+    pub bytes: u64,
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use sourcegraph_backup_core::catalog::{self, Deployment, DeploymentVolume};
+use sourcegraph_backup_core::model::CatalogId;
 use sourcegraph_backup_core::{
     ArtifactOptions, DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer,
     StoreError, StoreKind,
@@ -14,7 +15,7 @@ use sourcegraph_backup_core::{
 use crate::error::VolumeError;
 use crate::export::{write_part, PartJob, ReadHook};
 use crate::extract::{apply_dir_meta, ExtractStats, Extractor};
-use crate::report::{PartStats, VolumeDetails};
+use crate::report::{PartStats, VolumeDetails, VolumeImportDetails, DETAILS_FORMAT};
 use crate::split::plan_parts;
 
 /// Default target size of one part before compression: 1 GiB.
@@ -191,6 +192,7 @@ impl VolumeStore {
             .collect()
             .await;
         let mut details = VolumeDetails {
+            format: DETAILS_FORMAT,
             volume: self.id.clone(),
             path: self.path.display().to_string(),
             deployment_volume: self.volume.map(|v| v.name.to_string()),
@@ -217,10 +219,7 @@ impl VolumeStore {
         for w in &warnings {
             ctx.progress().warning(&self.id, w.clone());
         }
-        let details = serde_json::to_value(&details).map_err(|e| VolumeError::Task {
-            volume: self.id.clone(),
-            reason: format!("cannot serialise the details: {e}"),
-        })?;
+        let details = self.to_json("manifest details", &details)?;
         Ok(ExportReport {
             details,
             warnings,
@@ -269,8 +268,23 @@ impl VolumeStore {
         Ok(stats)
     }
 
+    /// Serialises a report's details.
+    fn to_json(
+        &self,
+        what: &'static str,
+        value: &impl serde::Serialize,
+    ) -> Result<serde_json::Value, VolumeError> {
+        serde_json::to_value(value).map_err(|e| VolumeError::Serialize {
+            volume: self.id.clone(),
+            what,
+            reason: e.to_string(),
+        })
+    }
+
     /// Restores the volume; see [`Importer::import`].
     async fn import_volume(&self, ctx: &ImportContext) -> Result<ImportReport, VolumeError> {
+        // Before the target is touched: details of a newer format are refused.
+        VolumeDetails::from_manifest(ctx.store(), &ctx.store_manifest().details)?;
         let store = self.clone();
         let root = tokio::task::spawn_blocking(move || store.prepare_target())
             .await
@@ -328,17 +342,18 @@ impl VolumeStore {
             });
         }
         dir_result.map_err(|(p, e)| self.io(p, e))?;
+        let details = VolumeImportDetails {
+            volume: self.id.clone(),
+            path: self.path.display().to_string(),
+            parts: total,
+            files: all.files,
+            dirs: all.dirs,
+            symlinks: all.symlinks,
+            hardlinks: all.hardlinks,
+            bytes: all.bytes,
+        };
         Ok(ImportReport {
-            details: serde_json::json!({
-                "volume": self.id,
-                "path": self.path.display().to_string(),
-                "parts": total,
-                "files": all.files,
-                "dirs": all.dirs,
-                "symlinks": all.symlinks,
-                "hardlinks": all.hardlinks,
-                "bytes": all.bytes,
-            }),
+            details: self.to_json("import report", &details)?,
             warnings: Vec::new(),
             bytes: stored,
         })
@@ -389,10 +404,10 @@ impl DataStore for VolumeStore {
         StoreKind::Volume
     }
 
-    fn catalog(&self) -> Vec<String> {
+    fn catalog(&self) -> Vec<CatalogId> {
         match self.volume {
-            Some(v) if !v.catalog.is_empty() => v.catalog.iter().map(|s| s.to_string()).collect(),
-            Some(v) => vec![v.name.to_string()],
+            Some(v) if !v.catalog.is_empty() => v.catalog.iter().map(|&s| CatalogId::from(s)).collect(),
+            Some(v) => vec![CatalogId::from(v.name)],
             None => Vec::new(),
         }
     }

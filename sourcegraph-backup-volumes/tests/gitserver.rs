@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sourcegraph_backup_core::model::CatalogId;
 use sourcegraph_backup_core::{BackupRepository, DataStore};
 use sourcegraph_backup_volumes::VolumeStore;
 
@@ -74,7 +75,7 @@ async fn gitserver_volume_splits_restores_and_fscks() {
     let store = VolumeStore::new("gitserver-0", &volume)
         .with_deployment(sourcegraph_backup_core::Deployment::DockerCompose)
         .part_size(256 << 10);
-    assert_eq!(store.catalog(), vec!["repository-git-data".to_string()]);
+    assert_eq!(store.catalog(), vec![CatalogId::from("repository-git-data")]);
     let (reader, report) = common::backup(&repo, &store).await.unwrap();
     let parts = reader.manifest().stores[0].artifacts.len();
     assert!(

@@ -24,7 +24,7 @@ use crate::error::CoreError;
 use crate::manifest::{
     ArtifactRecord, BackupManifest, Compression, SourceInfo, StoreManifest, FORMAT_VERSION, MANIFEST_FILE,
 };
-use crate::model::{BackupOption, StoreKind};
+use crate::model::{BackupOption, CatalogId, StoreKind};
 use crate::plan::Plan;
 
 /// Size of the chunks handed from the encoder to the upload task.
@@ -70,7 +70,7 @@ pub struct StoreSection {
     /// The store kind.
     pub kind: StoreKind,
     /// The catalog rows or volume it carries.
-    pub catalog: Vec<String>,
+    pub catalog: Vec<CatalogId>,
     /// Store-specific facts.
     pub details: serde_json::Value,
     /// Conditions a restorer should know.
