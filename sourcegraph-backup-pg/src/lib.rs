@@ -60,6 +60,7 @@ pub mod import;
 pub mod layout;
 pub mod probe;
 pub mod schema;
+mod sizes;
 mod sql;
 mod store;
 mod tls;

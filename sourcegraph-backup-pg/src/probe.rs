@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::DatabaseRole;
 use crate::error::PgError;
+pub use crate::schema::ExtensionInfo;
 
 /// One of Sourcegraph's three schemas, as named in `migration_logs.schema`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,17 +70,6 @@ pub struct ProbeOptions {
     pub allow_generic: bool,
 }
 
-/// An installed extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExtensionInfo {
-    /// `pg_extension.extname`.
-    pub name: String,
-    /// `pg_extension.extversion`.
-    pub version: String,
-    /// The schema the extension's objects live in.
-    pub schema: String,
-}
-
 /// Whether a table is ordinary or partitioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -90,9 +80,10 @@ pub enum TableKind {
     Partitioned,
 }
 
-/// A table and its size.
+/// A table as the probe sees it: its kind, sizes, estimated rows and owning extension (the
+/// schema extractor's [`TableInfo`](crate::schema::TableInfo) is what a backup dumps of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableInfo {
+pub struct TableStats {
     /// Schema name.
     pub schema: String,
     /// Table name.
@@ -181,7 +172,7 @@ pub struct ProbeReport {
     /// Installed extensions, by name.
     pub extensions: Vec<ExtensionInfo>,
     /// Ordinary and partitioned tables outside the system schemas, by schema and name.
-    pub tables: Vec<TableInfo>,
+    pub tables: Vec<TableStats>,
     /// Whether `migration_logs` exists.
     pub has_migration_logs: bool,
     /// One entry per schema recorded in `migration_logs`.

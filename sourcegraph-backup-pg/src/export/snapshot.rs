@@ -8,7 +8,8 @@ use tokio_postgres::Client;
 use crate::connection::PgConnectionConfig;
 use crate::error::PgError;
 use crate::schema::{ExtractOptions, TableInfo};
-use crate::sql::{quote_literal, query_err};
+use crate::sizes::table_sizes;
+use crate::sql::{query_err, quote_literal};
 
 /// Session settings of every export connection: no statement timeout; `lock_timeout` as
 /// the options say (`Duration::ZERO` waits forever); synchronized scans off, so that a
@@ -159,25 +160,25 @@ pub(crate) async fn worker(
     Ok(client)
 }
 
-/// `pg_relation_size` (main fork) of each table, in the snapshot, and the block size.
+/// The main fork's size (`pg_relation_size`) of each table, in the snapshot, and the block
+/// size.
 pub(crate) async fn relation_sizes(
     client: &Client,
     tables: &[TableInfo],
 ) -> Result<(Vec<i64>, i64), PgError> {
     let names: Vec<&str> = tables.iter().map(|t| t.qualified_name.as_str()).collect();
-    let rows = client
-        .query(
-            "SELECT pg_catalog.pg_relation_size(n::regclass) \
-             FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i",
-            &[&names],
-        )
-        .await
-        .map_err(query_err("reading table sizes"))?;
-    let sizes = rows
-        .iter()
-        .map(|r| r.try_get::<_, i64>(0))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(query_err("reading table sizes"))?;
+    let sizes = table_sizes(client, &names)
+        .await?
+        .into_iter()
+        .zip(&names)
+        .map(|(s, name)| {
+            // The tables are locked: none can be gone.
+            s.map(|s| s.main_fork).ok_or_else(|| PgError::SchemaCatalog {
+                context: "reading table sizes".into(),
+                reason: format!("table {name} does not exist any more"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let block: String = client
         .query_one("SELECT pg_catalog.current_setting('block_size')", &[])
         .await

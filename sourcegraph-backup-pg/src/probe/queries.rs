@@ -8,9 +8,10 @@ use tokio_postgres::{Client, Row};
 
 use super::{
     ExtensionInfo, LegacyMigrationState, MigrationProblem, MigrationState, ProductVersion, SourcegraphSchema,
-    TableInfo, TableKind,
+    TableKind, TableStats,
 };
 use crate::error::PgError;
+use crate::sizes::table_sizes;
 use crate::sql::{get, query_err};
 
 async fn query(client: &Client, sql: &str, context: &str) -> Result<Vec<Row>, PgError> {
@@ -253,16 +254,16 @@ pub(super) async fn extensions(client: &Client) -> Result<Vec<ExtensionInfo>, Pg
         .collect()
 }
 
-pub(super) async fn tables(client: &Client) -> Result<Vec<TableInfo>, PgError> {
+pub(super) async fn tables(client: &Client) -> Result<Vec<TableStats>, PgError> {
     const CTX: &str = "listing tables and their sizes";
     let rows = query(
         client,
-        "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
-                pg_total_relation_size(c.oid), pg_relation_size(c.oid), c.reltuples::float8, \
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.reltuples::float8, \
                 (SELECT e.extname::text FROM pg_depend d \
                    JOIN pg_extension e ON e.oid = d.refobjid \
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid \
-                    AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' LIMIT 1) \
+                    AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' LIMIT 1), \
+                pg_catalog.format('%I.%I', n.nspname, c.relname) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') \
            AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -271,14 +272,17 @@ pub(super) async fn tables(client: &Client) -> Result<Vec<TableInfo>, PgError> {
         CTX,
     )
     .await?;
+    let names: Vec<String> = rows.iter().map(|r| get(r, 5, CTX)).collect::<Result<_, _>>()?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sizes = table_sizes(client, &names).await?;
     rows.iter()
-        .map(|r| {
+        .zip(sizes)
+        .map(|(r, sizes)| {
             let kind: String = get(r, 2, CTX)?;
-            // Sizes are NULL for a table dropped between the scan and the size call.
-            let total: Option<i64> = get(r, 3, CTX)?;
-            let relation: Option<i64> = get(r, 4, CTX)?;
-            let reltuples: f64 = get(r, 5, CTX)?;
-            Ok(TableInfo {
+            // No sizes for a table dropped between the scan and the size call.
+            let sizes = sizes.unwrap_or_default();
+            let reltuples: f64 = get(r, 3, CTX)?;
+            Ok(TableStats {
                 schema: get(r, 0, CTX)?,
                 name: get(r, 1, CTX)?,
                 kind: if kind == "p" {
@@ -286,12 +290,12 @@ pub(super) async fn tables(client: &Client) -> Result<Vec<TableInfo>, PgError> {
                 } else {
                     TableKind::Ordinary
                 },
-                total_bytes: total.unwrap_or(0),
-                relation_bytes: relation.unwrap_or(0),
+                total_bytes: sizes.total,
+                relation_bytes: sizes.main_fork,
                 // -1 (PostgreSQL 14+) means never vacuumed or analyzed.
                 #[allow(clippy::cast_possible_truncation)]
                 estimated_rows: (reltuples >= 0.0).then(|| reltuples.round() as i64),
-                extension: get(r, 6, CTX)?,
+                extension: get(r, 4, CTX)?,
             })
         })
         .collect()

@@ -9,7 +9,7 @@ use tokio_postgres::{Client, Row};
 use super::{AclEntry, ExtractOptions, ObjectKind, SchemaObject, Section};
 use crate::error::PgError;
 pub(crate) use crate::sql::get;
-use crate::sql::{quote_literal, query_err};
+use crate::sql::{query_err, quote_literal};
 
 // Fixed OIDs of the system catalogs (identical on every major version).
 pub(crate) const PG_CLASS: u32 = 1259;

@@ -170,7 +170,8 @@ pub struct SchemaObject {
     pub roles_at: Option<usize>,
 }
 
-/// A table whose data is copied.
+/// A table of the dumped schema, as the backup copies it (the probe's
+/// [`TableStats`](crate::probe::TableStats) is the same table's sizes and row estimate).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableInfo {
     /// Schema (unquoted).
@@ -214,14 +215,15 @@ pub struct SequenceInfo {
     pub is_identity: bool,
 }
 
-/// An installed extension.
+/// An installed extension (in a [`SchemaDump`], one with objects in the dumped schemas; in a
+/// [`ProbeReport`](crate::probe::ProbeReport), every one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionInfo {
-    /// Extension name.
+    /// `pg_extension.extname`.
     pub name: String,
-    /// Installed version.
+    /// `pg_extension.extversion`.
     pub version: String,
-    /// Schema it lives in.
+    /// The schema the extension's objects live in.
     pub schema: String,
 }
 

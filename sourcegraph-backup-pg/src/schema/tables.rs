@@ -8,6 +8,7 @@ use super::catalog::{
 };
 use super::{ObjectKind, SequenceInfo, TableInfo};
 use crate::error::PgError;
+use crate::sizes::table_sizes;
 
 /// One column of a table, view or composite type.
 pub(crate) struct Column {
@@ -183,8 +184,7 @@ pub(crate) async fn tables_and_sequences(
                 ARRAY(SELECT a.attname::text FROM pg_catalog.pg_constraint pk \
                       CROSS JOIN LATERAL unnest(pk.conkey) WITH ORDINALITY k(attnum, ord) \
                       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-                      WHERE pk.conrelid = c.oid AND pk.contype = 'p' ORDER BY k.ord), \
-                pg_catalog.pg_table_size(c.oid) \
+                      WHERE pk.conrelid = c.oid AND pk.contype = 'p' ORDER BY k.ord) \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND c.relnamespace = ANY($1) AND {ne} \
          ORDER BY n.nspname, c.relname",
@@ -196,6 +196,9 @@ pub(crate) async fn tables_and_sequences(
     let columns = column_rows(ctx, &relids).await?;
     let seqs = sequences(ctx).await?;
     let checks = inline_checks(ctx, &relids).await?;
+    let qualified: Vec<String> = rows.iter().map(|r| get(r, 3, CTX)).collect::<Result<_, _>>()?;
+    let qualified: Vec<&str> = qualified.iter().map(String::as_str).collect();
+    let sizes = table_sizes(ctx.client, &qualified).await?;
     let mut qnames: HashMap<u32, (String, String)> = HashMap::new();
     for r in &rows {
         qnames.insert(
@@ -267,7 +270,7 @@ pub(crate) async fn tables_and_sequences(
     }
 
     let mut infos = Vec::new();
-    for r in &rows {
+    for (r, sizes) in rows.iter().zip(sizes) {
         let oid: u32 = get(r, 0, CTX)?;
         let schema: String = get(r, 1, CTX)?;
         let name: String = get(r, 2, CTX)?;
@@ -433,7 +436,7 @@ pub(crate) async fn tables_and_sequences(
             relpersistence: persistence,
             has_triggers: get(r, 14, CTX)?,
             primary_key: get(r, 15, CTX)?,
-            approx_bytes: get(r, 16, CTX)?,
+            approx_bytes: sizes.unwrap_or_default().table,
         });
     }
     Ok((infos, seq_infos))
