@@ -132,6 +132,24 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// The backup's configuration section has a format this release cannot read.
+    #[error("store {store}: the backup records the configuration in format {found}, written by a newer release: upgrade sourcegraph-backup (this release reads format {supported} and older)")]
+    NewerFormat {
+        /// The store id (`config`).
+        store: String,
+        /// The format found in the manifest.
+        found: u32,
+        /// The newest format this release reads.
+        supported: u32,
+    },
+    /// A report could not be serialised.
+    #[error("cannot serialise the {what}: {reason}")]
+    Serialize {
+        /// What was serialised (`manifest details`, `import report`).
+        what: &'static str,
+        /// What the JSON writer said.
+        reason: String,
+    },
     /// Reading or writing an artifact failed.
     #[error(transparent)]
     Core(Box<sourcegraph_backup_core::CoreError>),
@@ -198,7 +216,7 @@ impl ConfigError {
             ConfigError::Unsupported { .. }
             | ConfigError::NotRegularFile { .. }
             | ConfigError::FileTooLarge { .. } => StoreErrorKind::UnsupportedObject,
-            ConfigError::Manifest { .. } => StoreErrorKind::CorruptBackup,
+            ConfigError::Manifest { .. } | ConfigError::NewerFormat { .. } => StoreErrorKind::CorruptBackup,
             ConfigError::Core(e) => e.kind(),
             _ => StoreErrorKind::Other,
         }

@@ -14,11 +14,17 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
 use crate::keys::EncryptionKeyRef;
 use crate::model::{slug, ConfigDocument, ConfigSnapshot, DocumentKind, EncryptedValue, Provenance};
 
-/// Version of the details layout below.
-pub const DETAILS_VERSION: u32 = 1;
+/// The layout version of [`ConfigDetails`] this release writes, and the newest it reads.
+pub const DETAILS_FORMAT: u32 = 1;
+
+/// The format of details written before `format` was (they recorded it as `version`, always 1).
+fn unversioned_format() -> u32 {
+    1
+}
 
 /// One document as listed in the manifest details (no text, no secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +47,14 @@ pub struct DocumentEntry {
     pub encryption: Option<EncryptedValue>,
 }
 
-/// The configuration store's section of the manifest.
+/// The configuration store's section of the manifest. Read it back with
+/// [`ConfigDetails::from_manifest`], which checks the format first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigDetails {
-    /// [`DETAILS_VERSION`].
-    pub version: u32,
+    /// The layout version ([`DETAILS_FORMAT`]). Details written before it was called `format`
+    /// hold it as `version`, read alike; without either, it reads as 1.
+    #[serde(default = "unversioned_format", alias = "version")]
+    pub format: u32,
     /// Where the snapshot was taken (no password).
     pub source: String,
     /// Every document.
@@ -58,6 +67,33 @@ pub struct ConfigDetails {
     pub files: Vec<String>,
     /// The original `EXTSVC_CONFIG_FILE` is kept verbatim as `files/extsvc-config.json`.
     pub extsvc_file_verbatim: bool,
+}
+
+impl ConfigDetails {
+    /// Reads the details of store `store` back from its manifest section. The format is
+    /// checked before anything else is read: a newer one (written by a newer release) is
+    /// refused with [`ConfigError::NewerFormat`], naming the store.
+    pub fn from_manifest(store: &str, details: &serde_json::Value) -> Result<Self, ConfigError> {
+        /// Only the format, so that a newer layout is refused rather than misread.
+        #[derive(Deserialize)]
+        struct Format {
+            #[serde(default = "unversioned_format", alias = "version")]
+            format: u32,
+        }
+        // Details that are not even an object fail below, as before formats were checked.
+        if let Ok(Format { format }) = Format::deserialize(details) {
+            if format > DETAILS_FORMAT {
+                return Err(ConfigError::NewerFormat {
+                    store: store.to_owned(),
+                    found: format,
+                    supported: DETAILS_FORMAT,
+                });
+            }
+        }
+        ConfigDetails::deserialize(details).map_err(|e| ConfigError::Manifest {
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Assigns each document its artifact names: `(artifact, ui_artifact)`, in document order.

@@ -56,17 +56,19 @@ pub mod keys;
 pub mod layout;
 mod model;
 pub mod redact;
+mod report;
 mod store;
 pub mod validate;
 
 pub use db::{
-    apply_import, import_with_client, plan_import, ConfigImporter, DatabaseSourceOptions, ImportOptions,
-    ImportOutcome, ImportPlan, PlanAction, PlannedChange,
+    apply_import, import_with_client, plan_import, ChangeSummary, ConfigImporter, DatabaseSourceOptions,
+    ImportOptions, ImportOutcome, ImportPlan, PlanAction, PlannedChange,
 };
 pub use error::ConfigError;
 pub use files::ConfigFilePaths;
 pub use keys::{encryption_keys, EncryptionKeyRef};
-pub use layout::{ConfigDetails, DocumentEntry};
+pub use layout::{ConfigDetails, DocumentEntry, DETAILS_FORMAT};
 pub use model::{ConfigDocument, ConfigSnapshot, DocumentKind, EncryptedValue, Provenance};
 pub use redact::{find_redacted_secrets, redacted_text};
+pub use report::{DatabaseImportDetails, DocumentDiff, FilesImportDetails};
 pub use store::{ConfigLocation, ConfigStore, STORE_ID};

@@ -15,9 +15,10 @@ use crate::error::ConfigError;
 use crate::files::{ConfigFilePaths, EXTSVC_FILE_NAME, EXTSVC_FILE_WARNING};
 use crate::jsonc::validate_document;
 use crate::keys::encryption_keys;
-use crate::layout::{artifact_names, entry, ConfigDetails, DETAILS_VERSION, UI_README};
+use crate::layout::{artifact_names, entry, ConfigDetails, DETAILS_FORMAT, UI_README};
 use crate::model::{sha256_hex, ConfigDocument, ConfigSnapshot};
 use crate::redact::find_redacted_secrets;
+use crate::report::{DatabaseImportDetails, DocumentDiff, FilesImportDetails};
 
 /// The store id used in backups.
 pub const STORE_ID: &str = "config";
@@ -200,7 +201,7 @@ impl ConfigStore {
             ctx.progress().warning(&store, w.clone());
         }
         let details = ConfigDetails {
-            version: DETAILS_VERSION,
+            format: DETAILS_FORMAT,
             source: snapshot.source.clone(),
             documents,
             encrypted_documents,
@@ -209,30 +210,16 @@ impl ConfigStore {
             extsvc_file_verbatim,
         };
         Ok(ExportReport {
-            details: serde_json::to_value(&details).map_err(|e| ConfigError::Manifest {
-                reason: e.to_string(),
-            })?,
+            details: to_json("manifest details", &details)?,
             warnings,
             source: SourceInfo::default(),
         })
     }
 
     /// Reads the snapshot a backup holds (each document verified against its recorded sha256).
+    /// Details of a newer format (written by a newer release) are refused, naming the store.
     pub async fn read_snapshot(ctx: &ImportContext) -> Result<ConfigSnapshot, ConfigError> {
-        let details: ConfigDetails =
-            serde_json::from_value(ctx.store_manifest().details.clone()).map_err(|e| {
-                ConfigError::Manifest {
-                    reason: e.to_string(),
-                }
-            })?;
-        if details.version > DETAILS_VERSION {
-            return Err(ConfigError::Manifest {
-                reason: format!(
-                    "details version {} is newer than this library reads ({DETAILS_VERSION})",
-                    details.version
-                ),
-            });
-        }
+        let details = ConfigDetails::from_manifest(ctx.store(), &ctx.store_manifest().details)?;
         let mut documents = Vec::new();
         for e in &details.documents {
             let text = read_text(ctx, &e.artifact).await?;
@@ -268,29 +255,33 @@ impl ConfigStore {
     /// Imports `snapshot` into this store's location. Into a database: new revisions (see
     /// [`ImportOptions`]). Into files: validated as for a database (a secret holding `REDACTED`
     /// is refused), refused when a target file exists unless [`ImportOptions::overwrite`], the
-    /// files written private (`0600`, new directories `0700`); the report's details list the
-    /// `files` (written, or to write in a dry run) and the existing ones `replaced`.
+    /// files written private (`0600`, new directories `0700`); the report's details
+    /// ([`FilesImportDetails`]) list the `files` (written, or to write in a dry run) and the
+    /// existing ones `replaced`. Into a database, they are [`DatabaseImportDetails`].
     pub async fn import_snapshot(&self, snapshot: &ConfigSnapshot) -> Result<ImportReport, ConfigError> {
         match &self.location {
             ConfigLocation::Database(c) => {
                 let mut client = c.connect().await?;
                 let outcome =
                     import_with_client(&mut client, &c.endpoint(), snapshot, &self.import_options).await?;
-                let diffs: Vec<serde_json::Value> = outcome
-                    .plan
-                    .changes
-                    .iter()
-                    .filter(|c| !c.diff.is_empty())
-                    .map(|c| serde_json::json!({"document": c.document, "diff": c.diff}))
-                    .collect();
+                let details = DatabaseImportDetails {
+                    target: c.endpoint(),
+                    dry_run: outcome.dry_run,
+                    written: outcome.written,
+                    changes: outcome.plan.summary(),
+                    diffs: outcome
+                        .plan
+                        .changes
+                        .iter()
+                        .filter(|c| !c.diff.is_empty())
+                        .map(|c| DocumentDiff {
+                            document: c.document.clone(),
+                            diff: c.diff.clone(),
+                        })
+                        .collect(),
+                };
                 Ok(ImportReport {
-                    details: serde_json::json!({
-                        "target": c.endpoint(),
-                        "dry_run": outcome.dry_run,
-                        "written": outcome.written,
-                        "changes": outcome.plan.summary(),
-                        "diffs": diffs,
-                    }),
+                    details: to_json("import report", &details)?,
                     warnings: Vec::new(),
                     bytes: snapshot.documents.iter().map(|d| d.text.len() as u64).sum(),
                 })
@@ -301,21 +292,30 @@ impl ConfigStore {
                 if !self.import_options.dry_run {
                     plan.write().await?;
                 }
+                let details = FilesImportDetails {
+                    dry_run: self.import_options.dry_run,
+                    site_config_file: p.site_config_env(),
+                    global_settings_file: p.global_settings.as_ref().map(|p| p.display().to_string()),
+                    extsvc_config_file: p.extsvc_config.as_ref().map(|p| p.display().to_string()),
+                    files: plan.written(),
+                    replaced: plan.replaced(),
+                };
                 Ok(ImportReport {
-                    details: serde_json::json!({
-                        "dry_run": self.import_options.dry_run,
-                        "site_config_file": p.site_config_env(),
-                        "global_settings_file": p.global_settings.as_ref().map(|p| p.display().to_string()),
-                        "extsvc_config_file": p.extsvc_config.as_ref().map(|p| p.display().to_string()),
-                        "files": plan.written(),
-                        "replaced": plan.replaced(),
-                    }),
+                    details: to_json("import report", &details)?,
                     warnings: plan.warnings,
                     bytes: snapshot.documents.iter().map(|d| d.text.len() as u64).sum(),
                 })
             }
         }
     }
+}
+
+/// Serialises a report's details.
+fn to_json(what: &'static str, value: &impl serde::Serialize) -> Result<serde_json::Value, ConfigError> {
+    serde_json::to_value(value).map_err(|e| ConfigError::Serialize {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 async fn read_text(ctx: &ImportContext, artifact: &str) -> Result<String, ConfigError> {

@@ -17,7 +17,7 @@ mod schema;
 use sourcegraph_backup_pg::PgConnectionConfig;
 use tokio_postgres::{Client, IsolationLevel};
 
-pub use plan::{ImportPlan, PlanAction, PlannedChange};
+pub use plan::{ChangeSummary, ImportPlan, PlanAction, PlannedChange};
 pub use read::DatabaseSourceOptions;
 
 use crate::error::ConfigError;

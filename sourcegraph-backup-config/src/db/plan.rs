@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 use tokio_postgres::GenericClient;
 
@@ -20,7 +20,7 @@ use crate::redact::redacted_text;
 use crate::validate::validate_snapshot;
 
 /// What an import does to one document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlanAction {
     /// A new revision or connection is written (the target has none).
@@ -73,6 +73,17 @@ impl fmt::Display for PlannedChange {
     }
 }
 
+/// One planned change as reports list it: no text, no diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    /// The document's name.
+    pub document: String,
+    /// What happens.
+    pub action: PlanAction,
+    /// The target row planned against.
+    pub target_id: Option<i64>,
+}
+
 /// The revisions a plan was made against.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Baseline {
@@ -98,14 +109,16 @@ impl ImportPlan {
         self.changes.iter().any(|c| c.action != PlanAction::Unchanged)
     }
 
-    /// A JSON summary (document, action, target id) for reports; no texts, no diffs.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::Value::Array(
-            self.changes
-                .iter()
-                .map(|c| serde_json::json!({"document": c.document, "action": c.action, "target_id": c.target_id}))
-                .collect(),
-        )
+    /// A summary (document, action, target id) for reports; no texts, no diffs.
+    pub fn summary(&self) -> Vec<ChangeSummary> {
+        self.changes
+            .iter()
+            .map(|c| ChangeSummary {
+                document: c.document.clone(),
+                action: c.action,
+                target_id: c.target_id,
+            })
+            .collect()
     }
 }
 
