@@ -223,6 +223,7 @@ impl ConfigStore {
         let mut documents = Vec::new();
         for e in &details.documents {
             let text = read_text(ctx, &e.artifact).await?;
+            ctx.progress().bytes(ctx.store(), text.len() as u64);
             if sha256_hex(text.as_bytes()) != e.sha256 {
                 return Err(ConfigError::Manifest {
                     reason: format!(

@@ -31,6 +31,7 @@
 
 pub mod azurite;
 pub mod cluster;
+pub mod conformance;
 mod daemon;
 mod error;
 pub mod oracle;
