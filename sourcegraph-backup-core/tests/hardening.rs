@@ -1,6 +1,6 @@
 //! Hostile or damaged repositories and secrets (issue 11): private local files, decompression
 //! bombs, unreadable newest manifests, duplicate stores, symlinked artifacts, leases and abort,
-//! secrets in locations and object-store errors.
+//! interruption, a full disk, secrets in locations and object-store errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -405,4 +405,127 @@ async fn an_interrupted_backup_removes_everything_it_wrote() {
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "partial files and directories remain: {left:?}");
+}
+
+/// Writes `mib` MiB of incompressible bytes as one artifact.
+#[derive(Debug)]
+struct Filler {
+    mib: usize,
+}
+
+#[async_trait::async_trait]
+impl sourcegraph_backup_core::DataStore for Filler {
+    fn id(&self) -> &str {
+        "config"
+    }
+    fn kind(&self) -> StoreKind {
+        StoreKind::Config
+    }
+    fn location(&self) -> String {
+        "a filler test source".into()
+    }
+    async fn check_reachable(&self) -> Result<(), sourcegraph_backup_core::StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl sourcegraph_backup_core::Exporter for Filler {
+    async fn export(
+        &self,
+        ctx: sourcegraph_backup_core::ExportContext,
+    ) -> Result<sourcegraph_backup_core::ExportReport, sourcegraph_backup_core::StoreError> {
+        let mut w = ctx
+            .artifact("big.bin", ArtifactOptions::plain("application/octet-stream"))
+            .await?;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..self.mib {
+            let chunk: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            w.write(Bytes::from(chunk)).await?;
+        }
+        w.finish().await?;
+        Ok(sourcegraph_backup_core::ExportReport::default())
+    }
+}
+
+/// A 4 MiB tmpfs, unmounted on drop.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount() -> Self {
+        let dir = std::env::temp_dir().join(format!("sgb-full-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root to do so"
+        );
+        TinyDisk(dir)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn used_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                total += e.metadata().unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_backup_by_name_and_leaves_nothing_so_a_retry_fails_the_same_way() {
+    use sourcegraph_backup_core::pipeline::BackupPipeline;
+    use sourcegraph_backup_core::{plan, Deployment, PlanRequest};
+    let disk = TinyDisk::mount();
+    let repo = BackupRepository::local(&disk.0).unwrap();
+    for _attempt in 0..3 {
+        let err = BackupPipeline::new(
+            repo.clone(),
+            plan(&PlanRequest::new(
+                BackupOption::ConfigOnly,
+                Deployment::DockerCompose,
+            )),
+        )
+        .exporter(std::sync::Arc::new(Filler { mib: 8 }))
+        .run()
+        .await
+        .unwrap_err();
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        assert!(text.contains("config/big.bin"), "{text}");
+        assert!(text.to_lowercase().contains("no space left"), "{text}");
+        assert_eq!(used_bytes(&disk.0), 0, "a failed backup leaves nothing behind");
+    }
+    assert!(repo.list_all().await.unwrap().is_empty());
 }
