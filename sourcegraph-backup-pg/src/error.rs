@@ -179,6 +179,31 @@ pub enum PgError {
         /// What is wrong.
         reason: String,
     },
+    /// The backup records the store's details in a newer format than this release reads.
+    #[error(
+        "store {store}: the backup records its details in format {found}, written by a newer \
+         release: upgrade sourcegraph-backup (this release reads format {supported} and older)"
+    )]
+    NewerFormat {
+        /// The store id.
+        store: String,
+        /// The format found in the manifest.
+        found: u32,
+        /// The newest format this release reads.
+        supported: u32,
+    },
+    /// Something the store writes (its manifest details, its schema dump, its import report)
+    /// could not be serialised as JSON.
+    #[error("store {store}: cannot serialise the {what} as JSON: {reason}")]
+    Serialize {
+        /// The store id.
+        store: String,
+        /// What was serialised (`manifest details`, `export options`, `schema dump`,
+        /// `import report`).
+        what: &'static str,
+        /// What the JSON writer said.
+        reason: String,
+    },
     /// The restore target already holds relations in the schemas being restored.
     #[error(
         "target database {database:?} is not empty: it already has {count} relation(s) in the \
@@ -272,7 +297,7 @@ impl PgError {
             PgError::VersionMismatch { .. } | PgError::IncompatibleTarget { .. } => {
                 StoreErrorKind::IncompatibleTarget
             }
-            PgError::MalformedBackup { .. } => StoreErrorKind::CorruptBackup,
+            PgError::MalformedBackup { .. } | PgError::NewerFormat { .. } => StoreErrorKind::CorruptBackup,
             PgError::Artifact { source, .. } => source.kind(),
             PgError::UnsupportedObject { .. } | PgError::NotSourcegraph { .. } => {
                 StoreErrorKind::UnsupportedObject

@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::PgError;
 use crate::probe::ProbeReport;
 
 /// Artifact holding the [`SchemaDump`](crate::schema::SchemaDump) as JSON, for the importer.
@@ -24,13 +25,19 @@ pub const SEQUENCES_SQL: &str = "sequences.sql.zst";
 /// Artifact holding the shell script that restores the store with `zstd` and `psql` only.
 pub const RESTORE_SH: &str = "restore.sh";
 
-/// Version of the [`PgStoreDetails`] layout.
+/// Version of the [`PgStoreDetails`] layout this release writes, and the newest it reads.
 pub const DETAILS_FORMAT: u32 = 1;
+
+/// The format of details that record none (none were ever written without one; read as 1).
+fn unversioned_format() -> u32 {
+    1
+}
 
 /// The Postgres store's section of the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PgStoreDetails {
-    /// Layout version ([`DETAILS_FORMAT`]).
+    /// Layout version ([`DETAILS_FORMAT`]); details without one read as 1.
+    #[serde(default = "unversioned_format")]
     pub format: u32,
     /// What the probe found about the source.
     pub probe: ProbeReport,
@@ -42,6 +49,43 @@ pub struct PgStoreDetails {
     pub sequences: usize,
     /// The options the export ran with.
     pub options: serde_json::Value,
+}
+
+impl PgStoreDetails {
+    /// Reads the details of store `store` back from its manifest section. The format is
+    /// checked before anything else is read: a newer one (written by a newer release) is
+    /// refused with [`PgError::NewerFormat`], naming the store, rather than misread; details
+    /// without a `format` read as format 1. Other defects are [`PgError::MalformedBackup`].
+    pub fn from_manifest(store: &str, details: &serde_json::Value) -> Result<Self, PgError> {
+        /// Only the format, so that a newer layout is refused rather than misread.
+        #[derive(Deserialize)]
+        struct Format {
+            #[serde(default = "unversioned_format")]
+            format: u32,
+        }
+        let malformed = |e: serde_json::Error| PgError::MalformedBackup {
+            store: store.to_string(),
+            reason: format!("the manifest's store details: {e}"),
+        };
+        let Format { format } = Format::deserialize(details).map_err(malformed)?;
+        if format > DETAILS_FORMAT {
+            return Err(PgError::NewerFormat {
+                store: store.to_string(),
+                found: format,
+                supported: DETAILS_FORMAT,
+            });
+        }
+        PgStoreDetails::deserialize(details).map_err(malformed)
+    }
+
+    /// The details as the manifest records them.
+    pub fn to_manifest(&self, store: &str) -> Result<serde_json::Value, PgError> {
+        serde_json::to_value(self).map_err(|e| PgError::Serialize {
+            store: store.to_string(),
+            what: "manifest details",
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// One table's data in the backup.
@@ -114,8 +158,111 @@ pub(crate) fn data_artifact(schema: &str, table: &str, index: usize, part: usize
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::probe::SourcegraphSchema;
+    use sourcegraph_backup_core::StoreErrorKind;
+
+    /// The details of a `codeintel-db` store as the releases before typed details wrote them.
+    const OLD_DETAILS: &str = r#"{
+      "format": 1,
+      "probe": {
+        "database": "sg", "server_version": "16.4", "server_version_num": 160004, "major": 16,
+        "encoding": "UTF8", "lc_collate": "C.UTF-8", "lc_ctype": "C.UTF-8",
+        "database_bytes": 8000000,
+        "extensions": [{"name": "plpgsql", "version": "1.0", "schema": "pg_catalog"}],
+        "tables": [{"schema": "public", "name": "lsif_uploads", "kind": "ordinary",
+                    "total_bytes": 16384, "relation_bytes": 8192, "estimated_rows": null,
+                    "extension": null}],
+        "has_migration_logs": true,
+        "migrations": [
+          {"schema_name": "codeintel_schema_migrations", "schema": "code-intel",
+           "applied_count": 3, "latest_applied": 1000000002, "failed": [], "pending": []},
+          {"schema_name": "schema_migrations", "schema": "frontend",
+           "applied_count": 1, "latest_applied": 1, "failed": [], "pending": []},
+          {"schema_name": "codeinsights_schema_migrations", "schema": "code-insights",
+           "applied_count": 1, "latest_applied": 7, "failed": [], "pending": []},
+          {"schema_name": "other", "schema": null,
+           "applied_count": 1, "latest_applied": 1, "failed": [], "pending": []}
+        ],
+        "legacy_migrations": [{"table": "codeintel_schema_migrations", "schema": "code-intel",
+                               "version": 1000000002, "dirty": false}],
+        "product_version": null,
+        "is_sourcegraph": true
+      },
+      "tables": [{"identity": "table public.lsif_uploads", "schema": "public",
+                  "name": "lsif_uploads", "qualified_name": "public.lsif_uploads",
+                  "columns": ["id"], "artifacts": ["data/public.lsif_uploads.0000.copy.zst"],
+                  "rows": 2, "bytes": 4}],
+      "excluded": [],
+      "sequences": 1,
+      "options": {"jobs": 0}
+    }"#;
+
+    #[test]
+    fn old_details_read_back_with_their_schemas() {
+        let value: serde_json::Value = serde_json::from_str(OLD_DETAILS).unwrap();
+        let details = PgStoreDetails::from_manifest("codeintel-db", &value).unwrap();
+        assert_eq!(details.format, 1);
+        assert_eq!(details.probe.schema(), Some(SourcegraphSchema::CodeIntel));
+        let schemas: Vec<_> = details.probe.migrations.iter().map(|m| m.schema).collect();
+        assert_eq!(
+            schemas,
+            vec![
+                Some(SourcegraphSchema::CodeIntel),
+                Some(SourcegraphSchema::Frontend),
+                Some(SourcegraphSchema::CodeInsights),
+                None
+            ]
+        );
+        assert_eq!(
+            details.probe.legacy_migrations[0].schema,
+            SourcegraphSchema::CodeIntel
+        );
+        assert_eq!(details.probe.latest_migration(), Some(1000000002));
+        // Written back, the schemas keep their spelling.
+        let again = details.to_manifest("codeintel-db").unwrap();
+        assert_eq!(again["probe"]["migrations"], value["probe"]["migrations"]);
+        assert_eq!(
+            again["probe"]["legacy_migrations"],
+            value["probe"]["legacy_migrations"]
+        );
+        assert_eq!(
+            PgStoreDetails::from_manifest("codeintel-db", &again).unwrap(),
+            details
+        );
+    }
+
+    #[test]
+    fn details_without_a_format_read_as_format_1() {
+        let mut value: serde_json::Value = serde_json::from_str(OLD_DETAILS).unwrap();
+        value.as_object_mut().unwrap().remove("format");
+        let details = PgStoreDetails::from_manifest("codeintel-db", &value).unwrap();
+        assert_eq!(details.format, 1);
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_naming_the_store_before_its_layout_is_read() {
+        let newer = serde_json::json!({ "format": DETAILS_FORMAT + 1, "tables": "a new layout" });
+        let err = PgStoreDetails::from_manifest("codeintel-db", &newer).unwrap_err();
+        assert!(
+            matches!(err, PgError::NewerFormat { ref store, found, supported }
+                if store == "codeintel-db" && found == DETAILS_FORMAT + 1 && supported == DETAILS_FORMAT),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("codeintel-db") && message.contains("newer release"),
+            "{message}"
+        );
+        assert!(message.contains("upgrade sourcegraph-backup"), "{message}");
+        assert_eq!(err.kind(), StoreErrorKind::CorruptBackup);
+
+        let broken = serde_json::json!({ "format": 1, "tables": "not a list" });
+        let err = PgStoreDetails::from_manifest("pgsql", &broken).unwrap_err();
+        assert!(matches!(err, PgError::MalformedBackup { .. }), "{err:?}");
+    }
 
     #[test]
     fn names_are_safe_and_distinct() {

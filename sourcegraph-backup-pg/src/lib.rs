@@ -68,6 +68,6 @@ mod tls;
 pub use connection::{DatabaseRole, PgConnectionConfig, SslMode};
 pub use error::PgError;
 pub use export::{PgExportOptions, TableDataExclusion};
-pub use import::PgImportOptions;
+pub use import::{PgImportOptions, PgImportReport};
 pub use probe::{probe, ProbeOptions, ProbeReport, SourcegraphSchema};
 pub use store::PgStore;

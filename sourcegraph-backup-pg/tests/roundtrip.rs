@@ -11,7 +11,7 @@ use common::{
 };
 use sourcegraph_backup_core::{ProgressEvent, ProgressSink};
 use sourcegraph_backup_pg::layout::PgStoreDetails;
-use sourcegraph_backup_pg::{PgExportOptions, TableDataExclusion};
+use sourcegraph_backup_pg::{PgExportOptions, PgImportReport, TableDataExclusion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frontend_fixture_round_trips_with_split_tables() {
@@ -73,6 +73,12 @@ async fn frontend_fixture_round_trips_with_split_tables() {
         "{:?}",
         report.warnings
     );
+    let typed: PgImportReport = serde_json::from_value(report.details.clone()).unwrap();
+    assert_eq!(typed.database, "sg");
+    assert_eq!(typed.sourcegraph_version.as_deref(), Some("5.9.0"));
+    assert_eq!(typed.tables_loaded, details.tables.len());
+    assert_eq!(typed.rows, details.tables.iter().map(|t| t.rows).sum::<u64>());
+    assert!(typed.post_data_steps > 0 && typed.timings.jobs > 0, "{typed:?}");
     let oracle = assert_identical(&src, "sg", &dst, "sg").await;
     assert!(
         oracle.tables_compared >= 20 && oracle.sequences_compared > 5,

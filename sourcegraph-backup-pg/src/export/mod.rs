@@ -190,6 +190,12 @@ async fn export_inner(
     opts: &PgExportOptions,
     ctx: ExportContext,
 ) -> Result<ExportReport, PgError> {
+    // Recorded in the details; serialised first, so that a failure costs no work.
+    let options = serde_json::to_value(opts).map_err(|e| PgError::Serialize {
+        store: ctx.store().into(),
+        what: "export options",
+        reason: e.to_string(),
+    })?;
     let leader = config.connect().await?;
     snapshot::session_setup(&leader, opts.lock_timeout).await?;
     let snapshot_id = snapshot::begin_leader(&leader).await?;
@@ -349,9 +355,10 @@ async fn export_inner(
                 })
         }
     };
-    let json = serde_json::to_vec(&dump).map_err(|e| PgError::MalformedBackup {
+    let json = serde_json::to_vec(&dump).map_err(|e| PgError::Serialize {
         store: ctx.store().into(),
-        reason: format!("cannot serialize the schema: {e}"),
+        what: "schema dump",
+        reason: e.to_string(),
     })?;
     let render = RenderOptions::default();
     put(SCHEMA_JSON, "application/json", json).await?;
@@ -398,10 +405,10 @@ async fn export_inner(
         tables: records,
         excluded,
         sequences: dump.sequences.len(),
-        options: serde_json::to_value(opts).unwrap_or_default(),
+        options,
     };
     Ok(ExportReport {
-        details: serde_json::to_value(&details).unwrap_or_default(),
+        details: details.to_manifest(ctx.store())?,
         warnings,
         source,
     })

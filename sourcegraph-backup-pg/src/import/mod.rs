@@ -6,6 +6,7 @@ mod privileges;
 mod schedule;
 mod target;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio_postgres::Client;
 
 use crate::connection::PgConnectionConfig;
 use crate::error::PgError;
-use crate::layout::{PgStoreDetails, TableRecord, SCHEMA_JSON, SEQUENCES_SQL};
+use crate::layout::{ExcludedTable, PgStoreDetails, TableRecord, SCHEMA_JSON, SEQUENCES_SQL};
 use crate::schema::{PostDataStep, RenderOptions, SchemaDump};
 use schedule::{Next, Schedule, Task};
 
@@ -56,14 +57,61 @@ impl Default for PgImportOptions {
 /// tables lock them in opposite orders).
 const DEADLOCK_RETRIES: u32 = 5;
 
-/// Reads the store's details and schema from the backup.
+/// What an import did: the [`ImportReport::details`] of a Postgres store, read back with
+/// `serde_json::from_value::<PgImportReport>(report.details)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PgImportReport {
+    /// The target database's name.
+    pub database: String,
+    /// `server_version_num` of the target.
+    pub target_server_version_num: i32,
+    /// The Sourcegraph version the backup's data belongs to, if it records one.
+    pub sourcegraph_version: Option<String>,
+    /// The latest schema migration the backup's data is at, if known.
+    pub schema_migration: Option<i64>,
+    /// Whether the source had failed or unfinished migrations.
+    pub migration_problems: bool,
+    /// Tables whose data was loaded.
+    pub tables_loaded: usize,
+    /// Rows loaded.
+    pub rows: u64,
+    /// Post-data steps run (constraints, indexes, triggers...).
+    pub post_data_steps: usize,
+    /// Tables the backup holds no data for, each with the reason.
+    pub excluded_tables: Vec<ExcludedTable>,
+    /// Objects the target already had and the restoring role may not alter, left as found.
+    pub left_as_found: BTreeSet<String>,
+    /// Where the time went.
+    pub timings: PgImportTimings,
+}
+
+/// Where an import's time went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PgImportTimings {
+    /// The whole import, in seconds.
+    pub wall_seconds: f64,
+    /// Reading the backup, the target checks, the pre-data schema and the sequence values.
+    pub pre_data_seconds: f64,
+    /// Parallel connections.
+    pub jobs: usize,
+    /// Connection-seconds spent loading table data.
+    pub load_connection_seconds: f64,
+    /// Connection-seconds spent on post-data steps.
+    pub post_data_connection_seconds: f64,
+    /// Connection-seconds spent on `ANALYZE`.
+    pub analyze_connection_seconds: f64,
+}
+
+/// Reads the store's details and schema from the backup (details of a newer format are
+/// refused before anything else is read).
 pub(crate) async fn read_backup(ctx: &ImportContext) -> Result<(PgStoreDetails, SchemaDump), PgError> {
     let malformed = |reason: String| PgError::MalformedBackup {
         store: ctx.store().into(),
         reason,
     };
-    let details: PgStoreDetails = serde_json::from_value(ctx.store_manifest().details.clone())
-        .map_err(|e| malformed(format!("the manifest's store details: {e}")))?;
+    let details = PgStoreDetails::from_manifest(ctx.store(), &ctx.store_manifest().details)?;
     let json = ctx
         .read_small(SCHEMA_JSON)
         .await
@@ -160,29 +208,33 @@ pub(crate) async fn import(
             e.qualified_name, e.reason
         ));
     }
-    let rows: u64 = outcome.rows;
-    let report_details = serde_json::json!({
-        "database": target.database,
-        "target_server_version_num": target.server_version_num,
-        "sourcegraph_version": version,
-        "schema_migration": migration,
-        "migration_problems": details.probe.has_migration_problems(),
-        "tables_loaded": tables.len(),
-        "rows": rows,
-        "post_data_steps": step_count,
-        "excluded_tables": details.excluded,
-        "left_as_found": target.leave_as_found,
-        "timings": {
-            "wall_seconds": started.elapsed().as_secs_f64(),
-            "pre_data_seconds": pre_data_secs,
-            "jobs": jobs,
-            "load_connection_seconds": outcome.load_secs,
-            "post_data_connection_seconds": outcome.post_data_secs,
-            "analyze_connection_seconds": outcome.analyze_secs,
+    let report = PgImportReport {
+        database: target.database,
+        target_server_version_num: target.server_version_num,
+        sourcegraph_version: version,
+        schema_migration: migration,
+        migration_problems: details.probe.has_migration_problems(),
+        tables_loaded: tables.len(),
+        rows: outcome.rows,
+        post_data_steps: step_count,
+        excluded_tables: details.excluded,
+        left_as_found: target.leave_as_found,
+        timings: PgImportTimings {
+            wall_seconds: started.elapsed().as_secs_f64(),
+            pre_data_seconds: pre_data_secs,
+            jobs,
+            load_connection_seconds: outcome.load_secs,
+            post_data_connection_seconds: outcome.post_data_secs,
+            analyze_connection_seconds: outcome.analyze_secs,
         },
-    });
+    };
+    let details = serde_json::to_value(&report).map_err(|e| PgError::Serialize {
+        store: ctx.store().into(),
+        what: "import report",
+        reason: e.to_string(),
+    })?;
     Ok(ImportReport {
-        details: report_details,
+        details,
         warnings,
         bytes: outcome.stored_bytes,
     })
