@@ -1,150 +1,115 @@
-//! `config_only`: back up and restore Sourcegraph's configuration only (option 1):
-//! site configuration, code host connections and global settings.
+//! `config_only`: option 1 through the library alone. Backs up Sourcegraph's configuration
+//! (site configuration, code host connections, global settings: JSONC kept byte for byte)
+//! from the main database or from files, and restores it into a database (as new revisions,
+//! the way the web UI saves them) or into files.
 //!
 //! ```text
-//! cargo run --release --example config_only -- backup --config-db postgres://sg@db/sg --to ./backups
-//! cargo run --release --example config_only -- restore --from ./backups --config-files ./restored
+//! cargo run --example config_only -- backup --config-db postgres://sg@db/sg --to ./backups
+//! cargo run --example config_only -- restore --from ./backups --config-files ./restored
+//! cargo run --example config_only -- restore --from ./backups --config-db postgres://sg@new-db/sg --dry-run
 //! ```
+//!
+//! The `sourcegraph-backup` command does the same with `--option config`, and more.
 
-#[path = "cli/mod.rs"]
-mod cli;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use cli::args::{
-    CleanArgs, ConfigArgs, Databases, DryRun, From, Jobs, ListArgs, Output, Pick, To, VerifyArgs,
-};
-use cli::stores::{self, StoreHandle};
-use cli::{Error, Usage};
-use sourcegraph_backup::core::{plan, BackupOption, Deployment, PlanRequest};
+use clap::{Args, Parser};
+use sourcegraph_backup::core::redact::redact_text;
+use sourcegraph_backup::core::{BackupOption, BackupRepository, ProgressSink};
+use sourcegraph_backup::deployment::{parse_connection, Instance, RestoreOptions};
 
-/// Back up and restore Sourcegraph's configuration: site configuration, code host
-/// connections and global settings, read from the main database or from files.
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Back up and restore Sourcegraph's configuration.
 #[derive(Parser)]
-#[command(name = "config_only", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[command(name = "config_only")]
+enum Cli {
+    /// Back up the configuration into REPO.
+    Backup {
+        #[command(flatten)]
+        place: Place,
+        /// Where to write the backup: a directory or a URL (s3://, gs://, az://).
+        #[arg(long, value_name = "REPO")]
+        to: String,
+    },
+    /// Restore the configuration of a backup.
+    Restore {
+        #[command(flatten)]
+        place: Place,
+        /// Where the backups are.
+        #[arg(long, value_name = "REPO")]
+        from: String,
+        /// The backup to restore (default: the newest complete one).
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace configuration files that exist.
+        #[arg(long)]
+        clean: bool,
+    },
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Back up the configuration into DEST.
-    Backup(BackupArgs),
-    /// Restore the configuration of a backup into a database or a directory of files.
-    Restore(RestoreArgs),
-    /// Re-read every artifact of a backup and check its size and SHA-256.
-    Verify(VerifyArgs),
-    /// List every backup under DEST, newest first: complete, in progress, abandoned
-    /// (interrupted or failed, with its age) and unreadable (with the reason). Exits 1 when
-    /// one needs attention (abandoned or unreadable).
-    List(ListArgs),
-    /// Remove the incomplete backups under DEST that no running backup owns (interrupted
-    /// or failed ones); running backups are left alone.
-    Clean(CleanArgs),
-}
-
-/// Where the configuration is: `--config-db`, `--config-files` or `--from-env`.
+/// Where the configuration is, or goes.
 #[derive(Args)]
+#[group(required = true, multiple = false)]
 struct Place {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Use the main database named by the PG* environment variables.
-    #[arg(long, conflicts_with_all = ["config_db", "config_files"])]
-    from_env: bool,
-    /// Carry code host connections that are encrypted at rest as ciphertext (restorable
-    /// only into an instance configured with the same encryption keys) instead of failing.
-    #[arg(long)]
-    carry_encrypted: bool,
+    /// The Sourcegraph main database: postgres://USER[:PASSWORD]@HOST:PORT/DB.
+    #[arg(long, value_name = "URL")]
+    config_db: Option<String>,
+    /// A directory with site-config.json, global-settings.json and extsvc-config.json.
+    #[arg(long, value_name = "DIR")]
+    config_files: Option<PathBuf>,
 }
 
-#[derive(Args)]
-struct BackupArgs {
-    #[command(flatten)]
-    to: To,
-    #[command(flatten)]
-    place: Place,
-    #[command(flatten)]
-    jobs: Jobs,
-    #[command(flatten)]
-    output: Output,
+/// The deployment whose configuration is at `place`.
+fn instance(place: &Place) -> Result<Instance, Error> {
+    let instance = Instance::docker_compose().carry_encrypted(true);
+    Ok(match (&place.config_db, &place.config_files) {
+        (Some(url), _) => instance.config_database(parse_connection(url)?),
+        (None, Some(dir)) => instance.config_files(dir),
+        (None, None) => return Err("say where the configuration is: --config-db or --config-files".into()),
+    })
 }
 
-#[derive(Args)]
-struct RestoreArgs {
-    #[command(flatten)]
-    from: From,
-    #[command(flatten)]
-    pick: Pick,
-    #[command(flatten)]
-    place: Place,
-    #[command(flatten)]
-    dry_run: DryRun,
-    /// Replace configuration files that already exist in the --config-files directory;
-    /// without it, existing files are refused before anything is written. (A database keeps
-    /// its earlier revisions either way.)
-    #[arg(long)]
-    clean: bool,
-    #[command(flatten)]
-    jobs: Jobs,
-    #[command(flatten)]
-    output: Output,
-}
-
-fn config_store(place: &Place, dry_run: bool, clean: bool) -> Result<StoreHandle, Error> {
-    let dbs = Databases {
-        from_env: place.from_env,
-        ..Databases::default()
-    };
-    match stores::config_place(&place.config, &dbs)? {
-        Some(p) => stores::config_into(p, dry_run, place.carry_encrypted, clean),
-        None => Err(Usage(
-            "say where the configuration is: --config-db URL, --config-files DIR or --from-env".into(),
-        )
-        .into()),
+async fn run(cli: Cli) -> Result<String, Error> {
+    match cli {
+        Cli::Backup { place, to } => {
+            let backup = instance(&place)?.plan(BackupOption::ConfigOnly)?;
+            let summary = backup.run(BackupRepository::open(&to)?, ProgressSink::disabled()).await?;
+            Ok(summary.to_string())
+        }
+        Cli::Restore {
+            place,
+            from,
+            backup,
+            dry_run,
+            clean,
+        } => {
+            let repo = BackupRepository::open(&from)?;
+            let backup = match backup {
+                Some(id) => repo.open_backup(&id).await?,
+                None => repo.open_latest().await?,
+            };
+            let options = RestoreOptions::new().dry_run(dry_run).clean(clean);
+            let restore = instance(&place)?.restore(backup, &options)?;
+            Ok(restore.run(ProgressSink::disabled()).await?.to_string())
+        }
     }
 }
 
-async fn backup(args: BackupArgs) -> Result<bool, Error> {
-    let store = config_store(&args.place, false, false)?;
-    let plan = plan(&PlanRequest::new(
-        BackupOption::ConfigOnly,
-        Deployment::DockerCompose,
-    ));
-    let summary = cli::backup(&args.to.to, plan, vec![store], args.jobs.get()).await?;
-    summary.print(args.output.json);
-    Ok(true)
-}
-
-async fn restore(args: RestoreArgs) -> Result<bool, Error> {
-    let store = config_store(&args.place, args.dry_run.dry_run, args.clean)?;
-    let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
-    let targets = cli::Targets {
-        stores: vec![store],
-        ..cli::Targets::default()
-    };
-    let summary = cli::restore(backup, targets, args.jobs.get(), args.dry_run.dry_run).await?;
-    summary.print(args.output.json);
-    Ok(true)
-}
-
-fn main() -> ExitCode {
-    let cli: Cli = cli::parse();
-    let (json, name) = match &cli.command {
-        Command::Backup(a) => (a.output.json, "backup"),
-        Command::Restore(a) => (a.output.json, "restore"),
-        Command::Verify(a) => (a.output.json, "verify"),
-        Command::List(a) => (a.output.json, "list"),
-        Command::Clean(a) => (a.output.json, "clean"),
-    };
-    cli::run(json, cli::usage_of::<Cli>(name), async move {
-        match cli.command {
-            Command::Backup(a) => backup(a).await,
-            Command::Restore(a) => restore(a).await,
-            Command::Verify(a) => cli::verify(&a.from.from, a.pick.backup.as_deref(), a.output.json).await,
-            Command::List(a) => cli::list(&a.from.from, a.output.json).await,
-            Command::Clean(a) => cli::clean(&a.from.from, a.output.json).await,
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(summary) => {
+            println!("{}", redact_text(&summary));
+            ExitCode::SUCCESS
         }
-    })
+        Err(e) => {
+            eprintln!("error: {}", redact_text(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -9,20 +9,19 @@
 //! tree comparison, `git fsck`), and prints the summary. Exit code 1 when a
 //! check fails. Ctrl-C stops the clusters (dropping them stops their servers).
 
-#[path = "cli/mod.rs"]
-mod cli;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::stores::{self, ConfigPlace, StoreHandle, Tuning};
-use cli::summary::{table, Summary};
-use cli::Error;
 use sourcegraph_backup::config::{ConfigStore, DatabaseSourceOptions};
-use sourcegraph_backup::core::{plan, BackupOption, BackupRepository, Deployment, PlanRequest};
-use sourcegraph_backup::pg::{DatabaseRole, PgConnectionConfig};
+use sourcegraph_backup::core::model::Database;
+use sourcegraph_backup::core::{BackupOption, BackupRepository, ProgressSink};
+use sourcegraph_backup::deployment::{Instance, RestoreOptions};
+use sourcegraph_backup::pg::PgConnectionConfig;
+use sourcegraph_backup::report::{table, Summary};
 use sourcegraph_backup_testkit::{oracle, PgCluster};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the three backup options against a throwaway Sourcegraph-shaped instance
 /// and checks every restore against the source.
@@ -34,10 +33,10 @@ struct Args {
     dir: PathBuf,
 }
 
-const DATABASES: [(DatabaseRole, &str, &[&str]); 3] = [
-    (DatabaseRole::Frontend, "sg", &["frontend.sql"]),
-    (DatabaseRole::CodeIntel, "codeintel", &["codeintel.sql"]),
-    (DatabaseRole::CodeInsights, "codeinsights", &["codeinsights.sql"]),
+const DATABASES: [(Database, &str, &[&str]); 3] = [
+    (Database::Frontend, "sg", &["frontend.sql"]),
+    (Database::CodeIntel, "codeintel", &["codeintel.sql"]),
+    (Database::CodeInsights, "codeinsights", &["codeinsights.sql"]),
 ];
 
 /// Volumes the demo creates; the deployment's other volumes are marked external.
@@ -182,47 +181,32 @@ impl Demo {
         });
     }
 
-    fn source_stores(&self, with_databases: bool, with_volumes: bool) -> Result<Vec<StoreHandle>, Error> {
-        let tuning = Tuning {
-            jobs: 2,
-            ..Tuning::default()
-        };
-        let mut out = vec![stores::config(
-            ConfigPlace::Database(Box::new(conn(&self.src, "sg")?)),
-            false,
-            true,
-        )?];
-        for (role, db, _) in DATABASES.iter().filter(|_| with_databases) {
-            out.push(stores::database(
-                *role,
-                conn(&self.src, db)?,
-                tuning,
-                Default::default(),
-            ));
+    /// The source instance: its three databases (the configuration in the main one) and,
+    /// for the all-data option, the volumes the demo made; the deployment's other volumes
+    /// are marked external.
+    fn source(&self, option: BackupOption) -> Result<Instance, Error> {
+        let mut source = Instance::docker_compose().jobs(2).carry_encrypted(true);
+        for (db, name, _) in DATABASES {
+            source = source.database(db, conn(&self.src, name)?);
         }
-        for v in VOLUMES.iter().filter(|_| with_volumes) {
-            out.push(stores::volume(
-                v,
-                &self.dir.join("source").join(v),
-                Deployment::DockerCompose,
-                tuning,
-            ));
+        for v in VOLUMES.iter().filter(|_| option == BackupOption::AllData) {
+            source = source.volume(v, self.dir.join("source").join(v))?;
         }
-        Ok(out)
+        for v in NOT_CREATED {
+            source = source.external(v);
+        }
+        Ok(source)
     }
 
     /// Backs up with `option`, restores into databases `<prefix>_<db>` and
     /// directories `restored/<prefix>/`, and checks the restore.
     async fn run(&mut self, label: &'static str, option: BackupOption, prefix: &str) -> Result<(), Error> {
-        let mut request = PlanRequest::new(option, Deployment::DockerCompose);
-        request.external = NOT_CREATED.iter().map(|s| s.to_string()).collect();
-        let plan = plan(&request);
         let databases = option != BackupOption::ConfigOnly;
         let volumes = option == BackupOption::AllData;
-        let backup = cli::backup(&self.repo, plan, self.source_stores(databases, volumes)?, 4).await?;
-        let reader = BackupRepository::open(&self.repo)?
-            .open_backup(&backup.backup_id)
-            .await?;
+        let planned = self.source(option)?.plan(option)?;
+        let repo = BackupRepository::open(&self.repo)?;
+        let backup = planned.run(repo.clone(), ProgressSink::disabled()).await?;
+        let reader = repo.open_backup(&backup.backup_id).await?;
         let report = reader.repository().verify(reader.id()).await?;
         self.check(
             label,
@@ -231,29 +215,16 @@ impl Demo {
             format!("{} artifacts", report.checked),
         );
 
+        // The target: fresh databases `<prefix>_<db>` and directories `restored/<prefix>/`.
         let restored = self.dir.join("restored").join(prefix);
-        let tuning = Tuning {
-            jobs: 2,
-            ..Tuning::default()
-        };
-        let mut targets = Vec::new();
-        let mut reasons = std::collections::BTreeMap::new();
+        let mut target = Instance::docker_compose().jobs(2);
         if databases {
-            for (role, db, _) in DATABASES {
-                let name = format!("{prefix}_{db}");
+            for (db, name, _) in DATABASES {
+                let name = format!("{prefix}_{name}");
                 self.dst.create_database(&name).await?;
-                targets.push(stores::database(
-                    role,
-                    conn(&self.dst, &name)?,
-                    tuning,
-                    Default::default(),
-                ));
+                target = target.database(db, conn(&self.dst, &name)?);
             }
-            // The restored main database already holds the configuration: it is not re-applied.
-            reasons.insert(
-                "config".to_string(),
-                "the restored main database already holds it".to_string(),
-            );
+            // The restored main database already holds the configuration: not re-applied.
         } else {
             // Configuration only: onto the instance restored by the all-Postgres run,
             // after an administrator changed its site configuration there.
@@ -264,26 +235,15 @@ impl Demo {
                      INSERT INTO critical_and_site_config (type, contents) VALUES ('site', '{\"externalURL\": \"https://changed.example.com\"}')",
                 )
                 .await?;
-            targets.push(stores::config(
-                ConfigPlace::Database(Box::new(conn(&self.dst, "pg_sg")?)),
-                false,
-                true,
-            )?);
+            target = target.config_database(conn(&self.dst, "pg_sg")?);
         }
         for v in VOLUMES.iter().filter(|_| volumes) {
-            targets.push(stores::volume(
-                v,
-                &restored.join(v),
-                Deployment::DockerCompose,
-                tuning,
-            ));
+            target = target.volume(v, restored.join(v))?;
         }
-        let targets = cli::Targets {
-            stores: targets,
-            reasons,
-            ..cli::Targets::default()
-        };
-        let restore = cli::restore(reader, targets, 4, false).await?;
+        let restore = target
+            .restore(reader, &RestoreOptions::new())?
+            .run(ProgressSink::disabled())
+            .await?;
         self.summaries.push((label, backup, restore));
 
         if databases {
@@ -382,8 +342,8 @@ async fn demo(args: Args) -> Result<bool, Error> {
 
     for (label, backup, restore) in &demo.summaries {
         println!("== option {label}");
-        backup.print(false);
-        restore.print(false);
+        println!("{backup}");
+        println!("{restore}");
         println!();
     }
     let rows: Vec<Vec<String>> = demo
@@ -409,13 +369,20 @@ async fn demo(args: Args) -> Result<bool, Error> {
     Ok(failed == 0)
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = Args::parse();
-    cli::run(false, cli::usage_of::<Args>(""), async move {
-        tokio::select! {
-            result = demo(args) => result,
-            // Dropping the demo future drops the clusters, which stops their servers.
-            _ = tokio::signal::ctrl_c() => Err("interrupted: the clusters were stopped".into()),
+    let result = tokio::select! {
+        result = demo(args) => result,
+        // Dropping the demo future drops the clusters, which stops their servers.
+        _ = tokio::signal::ctrl_c() => Err("interrupted: the clusters were stopped".into()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {}", sourcegraph_backup::core::redact::redact_text(&e.to_string()));
+            ExitCode::FAILURE
         }
-    })
+    }
 }

@@ -1,97 +1,131 @@
-//! `postgres_only`: back up and restore Sourcegraph's three PostgreSQL databases
-//! (option 2), with the configuration they hold.
+//! `postgres_only`: option 2 through the library alone. Backs up Sourcegraph's three
+//! PostgreSQL databases (and the configuration they hold) and restores them into empty
+//! databases of a new server, as consistent logical dumps.
 //!
 //! ```text
 //! cargo run --release --example postgres_only -- backup --from-env --to s3://bucket/sourcegraph
-//! cargo run --release --example postgres_only -- restore --from s3://bucket/sourcegraph \
-//!     --pgsql postgres://sg@new-db/sg --codeintel postgres://sg@new-db/codeintel \
-//!     --codeinsights postgres://postgres@new-insights/postgres
+//! cargo run --release --example postgres_only -- backup --pgsql postgres://sg@db/sg --to ./backups
+//! cargo run --release --example postgres_only -- restore --from ./backups \
+//!     --pgsql postgres://sg@new-db/sg --codeintel postgres://sg@new-db/codeintel
 //! ```
-
-#[path = "cli/mod.rs"]
-mod cli;
+//!
+//! A backup takes the databases it is given: `--pgsql` (not recreatable) is required, the
+//! others are left out, with the reason, when not given. The `sourcegraph-backup` command does
+//! the same with `--option postgres`, and more.
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use cli::args::{CleanArgs, Externals, ListArgs, PgBackupArgs, PgRestoreArgs, VerifyArgs};
-use cli::instance;
-use cli::Error;
-use sourcegraph_backup::core::{BackupOption, Deployment, PlanRequest};
+use clap::{Args, Parser};
+use sourcegraph_backup::core::model::Database;
+use sourcegraph_backup::core::redact::redact_text;
+use sourcegraph_backup::core::{BackupOption, BackupRepository, ProgressEvent, ProgressSink};
+use sourcegraph_backup::deployment::{Instance, RestoreOptions};
 
-/// Back up and restore Sourcegraph's PostgreSQL databases (main, code intelligence,
-/// code insights) and the configuration they hold. A backup takes the databases it is
-/// given (--pgsql is required unless marked --external; the others are left out when not
-/// given). Configuration is read from the --pgsql database unless --config-db or
-/// --config-files says otherwise; a restore leaves it in the restored main database (its
-/// dump holds it) and applies it only to a --config-db or --config-files target.
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Back up and restore Sourcegraph's PostgreSQL databases.
 #[derive(Parser)]
-#[command(name = "postgres_only", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[command(name = "postgres_only")]
+enum Cli {
+    /// Back up the databases into REPO.
+    Backup {
+        #[command(flatten)]
+        databases: Databases,
+        /// Where to write the backup: a directory or a URL (s3://, gs://, az://).
+        #[arg(long, value_name = "REPO")]
+        to: String,
+    },
+    /// Restore the newest backup under REPO into empty databases.
+    Restore {
+        #[command(flatten)]
+        databases: Databases,
+        /// Where the backups are.
+        #[arg(long, value_name = "REPO")]
+        from: String,
+        /// Drop what non-empty target databases hold first.
+        #[arg(long)]
+        clean: bool,
+    },
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Back up the databases into DEST.
-    Backup(BackupArgs),
-    /// Restore a backup into empty databases (restored in parallel), then the configuration
-    /// into --config-db or --config-files when given.
-    Restore(PgRestoreArgs),
-    /// Re-read every artifact of a backup and check its size and SHA-256.
-    Verify(VerifyArgs),
-    /// List every backup under DEST, newest first: complete, in progress, abandoned
-    /// (interrupted or failed, with its age) and unreadable (with the reason). Exits 1 when
-    /// one needs attention (abandoned or unreadable).
-    List(ListArgs),
-    /// Remove the incomplete backups under DEST that no running backup owns (interrupted
-    /// or failed ones); running backups are left alone.
-    Clean(CleanArgs),
-}
-
+/// The three databases.
 #[derive(Args)]
-struct BackupArgs {
-    #[command(flatten)]
-    pg: PgBackupArgs,
-    #[command(flatten)]
-    externals: Externals,
+struct Databases {
+    /// The main database: postgres://USER[:PASSWORD]@HOST:PORT/DB.
+    #[arg(long, value_name = "URL")]
+    pgsql: Option<String>,
+    /// The code intelligence database.
+    #[arg(long, value_name = "URL")]
+    codeintel: Option<String>,
+    /// The code insights database.
+    #[arg(long, value_name = "URL")]
+    codeinsights: Option<String>,
+    /// The others from Sourcegraph's environment: PG*, CODEINTEL_PG*, CODEINSIGHTS_PG*.
+    #[arg(long)]
+    from_env: bool,
 }
 
-async fn backup(args: BackupArgs) -> Result<bool, Error> {
-    let mut request = PlanRequest::new(BackupOption::AllPostgres, Deployment::DockerCompose);
-    request.external = args.externals.external.iter().cloned().collect();
-    let (plan, stores) = instance::backup_plan(&args.pg, request)?;
-    instance::nothing_to_back_up(&plan)?;
-    let summary = cli::backup(&args.pg.to.to, plan, stores, args.pg.jobs.get()).await?;
-    summary.print(args.pg.output.json);
-    Ok(true)
-}
-
-async fn restore(args: PgRestoreArgs) -> Result<bool, Error> {
-    let backup = cli::open_backup(&args.from.from, args.pick.backup.as_deref()).await?;
-    let targets = instance::restore_targets(&args, &backup)?;
-    let summary = cli::restore(backup, targets, args.jobs.get(), args.dry_run.dry_run).await?;
-    summary.print(args.output.json);
-    Ok(true)
-}
-
-fn main() -> ExitCode {
-    let cli: Cli = cli::parse();
-    let (json, name) = match &cli.command {
-        Command::Backup(a) => (a.pg.output.json, "backup"),
-        Command::Restore(a) => (a.output.json, "restore"),
-        Command::Verify(a) => (a.output.json, "verify"),
-        Command::List(a) => (a.output.json, "list"),
-        Command::Clean(a) => (a.output.json, "clean"),
-    };
-    cli::run(json, cli::usage_of::<Cli>(name), async move {
-        match cli.command {
-            Command::Backup(a) => backup(a).await,
-            Command::Restore(a) => restore(a).await,
-            Command::Verify(a) => cli::verify(&a.from.from, a.pick.backup.as_deref(), a.output.json).await,
-            Command::List(a) => cli::list(&a.from.from, a.output.json).await,
-            Command::Clean(a) => cli::clean(&a.from.from, a.output.json).await,
+/// The deployment whose databases the flags give.
+fn instance(dbs: &Databases) -> Result<Instance, Error> {
+    let mut instance = Instance::docker_compose();
+    for (db, url) in [
+        (Database::Frontend, &dbs.pgsql),
+        (Database::CodeIntel, &dbs.codeintel),
+        (Database::CodeInsights, &dbs.codeinsights),
+    ] {
+        if let Some(url) = url {
+            instance = instance.database_url(db, url)?;
         }
-    })
+    }
+    Ok(if dbs.from_env { instance.databases_from_env()? } else { instance })
+}
+
+/// A progress sink that prints each table as its rows go by, and each database when done.
+fn progress() -> ProgressSink {
+    let (sink, mut events) = ProgressSink::channel();
+    tokio::spawn(async move {
+        let mut last = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                ProgressEvent::Rows { store, table, .. } if table != last => {
+                    eprintln!("{store}: {table}");
+                    last = table;
+                }
+                ProgressEvent::StoreFinished { store, error } => {
+                    eprintln!("{store}: {}", error.unwrap_or_else(|| "done".into()))
+                }
+                _ => {}
+            }
+        }
+    });
+    sink
+}
+
+async fn run(cli: Cli) -> Result<String, Error> {
+    match cli {
+        Cli::Backup { databases, to } => {
+            let backup = instance(&databases)?.plan(BackupOption::AllPostgres)?;
+            let repo = BackupRepository::open(&to)?;
+            Ok(backup.run(repo, progress()).await?.to_string())
+        }
+        Cli::Restore { databases, from, clean } => {
+            let latest = BackupRepository::open(&from)?.open_latest().await?;
+            let restore = instance(&databases)?.restore(latest, &RestoreOptions::new().clean(clean))?;
+            Ok(restore.run(progress()).await?.to_string())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(summary) => {
+            println!("{}", redact_text(&summary));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", redact_text(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use sourcegraph_backup_testkit::PgCluster;
 
-use super::{examples_dir, path, run, run_async, stderr, stdout_json, strings, write_config_files, EXAMPLES};
+use super::{
+    binary, path, run, run_async, run_with, stderr, stdout_json, strings, with_option, write_config_files,
+    ALL, CONFIG, POSTGRES,
+};
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -18,22 +21,10 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs an example with extra environment variables (and without PGPASSWORD).
-fn run_env(example: &str, args: &[String], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(examples_dir().join(example))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {example}: {e}"));
-    eprintln!(
-        "$ {example} {}\n-> {:?}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Runs the command with extra environment variables (and without PGPASSWORD); a `backup`
+/// with `--option OPTION`.
+fn run_env(option: &str, args: &[String], env: &[(&str, &str)]) -> Output {
+    run_with(&with_option(option, args), env)
 }
 
 /// One value of a query's first row and column, as text.
@@ -87,7 +78,7 @@ fn age_file(file: &Path, ago: Duration) {
 fn config_backup(input: &Path, repo: &Path) -> String {
     write_config_files(input);
     let out = run(
-        "config_only",
+        CONFIG,
         &[
             "backup",
             "--config-files",
@@ -134,7 +125,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = path(tmp.path()).to_string();
     let out = run_async(
-        "postgres_only",
+        POSTGRES,
         strings(&[
             "backup",
             "--to",
@@ -169,7 +160,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
 
     // The policy names a role the target lacks: refused before anything is written, naming
     // the role and the flag that maps it; both programs.
-    for example in ["postgres_only", "all_data"] {
+    for example in [POSTGRES, ALL] {
         let out = restore(example, "plain", &[]).await;
         assert_eq!(out.status.code(), Some(1), "{example}");
         let err = stderr(&out);
@@ -183,12 +174,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
 
     // Mapped to a role that exists: restored; the policy names it, the connecting role owns
     // everything, no grant is restored.
-    let out = restore(
-        "postgres_only",
-        "plain",
-        &["--role-map", "some_role=mapped", "--json"],
-    )
-    .await;
+    let out = restore(POSTGRES, "plain", &["--role-map", "some_role=mapped", "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         query_text(
@@ -223,12 +209,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     );
 
     // --grants: the grant's role must exist or be mapped too.
-    let out = restore(
-        "all_data",
-        "granted",
-        &["--grants", "--role-map", "some_role=mapped"],
-    )
-    .await;
+    let out = restore(ALL, "granted", &["--grants", "--role-map", "some_role=mapped"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("role reader does not exist"),
@@ -237,7 +218,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     );
     assert_eq!(table_count("granted").await, "0");
     let out = restore(
-        "all_data",
+        ALL,
         "granted",
         &[
             "--grants",
@@ -262,12 +243,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     );
 
     // --owners: the source's owner, through the map.
-    let out = restore(
-        "postgres_only",
-        "owned",
-        &["--owners", "--role-map", "some_role=mapped"],
-    )
-    .await;
+    let out = restore(POSTGRES, "owned", &["--owners", "--role-map", "some_role=mapped"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("role app_owner does not exist"),
@@ -276,7 +252,7 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     );
     assert_eq!(table_count("owned").await, "0");
     let out = restore(
-        "postgres_only",
+        POSTGRES,
         "owned",
         &[
             "--owners",
@@ -299,26 +275,11 @@ async fn restore_maps_roles_and_refuses_missing_ones() {
     );
 
     // Usage mistakes: exit 2.
-    let out = restore("postgres_only", "owned", &["--role-map", "some_role"]).await;
+    let out = restore(POSTGRES, "owned", &["--role-map", "some_role"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let out = restore(
-        "postgres_only",
-        "owned",
-        &["--role-map", "a=b", "--role-map", "a=c"],
-    )
-    .await;
+    let out = restore(POSTGRES, "owned", &["--role-map", "a=b", "--role-map", "a=c"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("maps role a twice"), "{}", stderr(&out));
-}
-
-#[test]
-fn restore_help_offers_the_role_flags() {
-    for example in ["postgres_only", "all_data"] {
-        let text = stdout(&run(example, &["restore", "--help"]));
-        for flag in ["--role-map <SOURCE=TARGET>", "--owners", "--grants"] {
-            assert!(text.contains(flag), "{example} restore --help lacks {flag}");
-        }
-    }
 }
 
 // ---- 2 and 3. list shows every backup; clean ----------------------------------
@@ -370,7 +331,7 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
     let (repo_dir, good) = listing_repo(tmp.path());
     let repo = path(&repo_dir).to_string();
 
-    for example in EXAMPLES {
+    for example in [ALL] {
         let out = run(example, &["list", "--from", &repo]);
         assert_eq!(out.status.code(), Some(1), "{example}: something needs attention");
         let text = stdout(&out);
@@ -440,11 +401,11 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
     let restored = tmp.path().join("restored");
     for (example, args) in [
         (
-            "config_only",
+            CONFIG,
             vec!["restore", "--from", &repo, "--config-files", path(&restored)],
         ),
-        ("postgres_only", vec!["verify", "--from", &repo]),
-        ("all_data", vec!["verify", "--from", &repo, "--json"]),
+        (POSTGRES, vec!["verify", "--from", &repo]),
+        (ALL, vec!["verify", "--from", &repo, "--json"]),
     ] {
         let out = run(example, &args);
         assert_eq!(out.status.code(), Some(1), "{example} {args:?}");
@@ -464,12 +425,12 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
         }
     }
     assert!(!restored.exists(), "nothing was restored");
-    let out = run("config_only", &["verify", "--from", &repo, "--backup", &good]);
+    let out = run(CONFIG, &["verify", "--from", &repo, "--backup", &good]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // clean: the abandoned backup (partial upload file included) goes; the running one, the
     // complete one and the unreadable one stay.
-    let out = run("postgres_only", &["clean", "--from", &repo]);
+    let out = run(POSTGRES, &["clean", "--from", &repo]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains(&format!("removed {ABANDONED}")), "{text}");
@@ -488,25 +449,25 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
     );
 
     // Still not ok: the unreadable backup. The running one alone is no problem.
-    let out = run("all_data", &["list", "--from", &repo, "--json"]);
+    let out = run(ALL, &["list", "--from", &repo, "--json"]);
     let list = stdout_json(&out);
     assert_eq!(list["ok"], false);
     assert_eq!(list["incomplete"].as_array().unwrap().len(), 1);
     std::fs::remove_dir_all(repo_dir.join(UNREADABLE)).unwrap();
-    let out = run("all_data", &["list", "--from", &repo, "--json"]);
+    let out = run(ALL, &["list", "--from", &repo, "--json"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout_json(&out)["ok"], true);
 
     // clean --json.
     make_abandoned(&repo_dir, "20250202T000000.000Z-dddd");
-    let out = run("config_only", &["clean", "--from", &repo, "--json"]);
+    let out = run(CONFIG, &["clean", "--from", &repo, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let clean = stdout_json(&out);
     assert_eq!(clean["ok"], true);
     assert_eq!(clean["removed"][0]["id"], "20250202T000000.000Z-dddd");
     assert_eq!(clean["left"][0]["id"], RUNNING);
     assert_eq!(clean["left"][0]["state"], "in-progress");
-    let out = run("all_data", &["clean", "--from", &repo]);
+    let out = run(ALL, &["clean", "--from", &repo]);
     assert!(
         stdout(&out).contains("0 removed, 1 left running"),
         "{}",
@@ -516,10 +477,10 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
     // An empty repository is fine, and says so.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = run("postgres_only", &["list", "--from", path(&empty)]);
+    let out = run(POSTGRES, &["list", "--from", path(&empty)]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).starts_with("no backup under "), "{}", stdout(&out));
-    let out = run("postgres_only", &["list", "--from", path(&empty), "--json"]);
+    let out = run(POSTGRES, &["list", "--from", path(&empty), "--json"]);
     let list = stdout_json(&out);
     assert_eq!(
         (list["ok"].clone(), list["empty"].clone()),
@@ -536,6 +497,8 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
 fn interrupted_backup(volume: &Path, repo: &Path, signal: &str, json: bool) -> (Option<i32>, String, String) {
     let mut args = strings(&[
         "backup",
+        "--option",
+        "all",
         "--to",
         path(repo),
         "--deployment",
@@ -561,7 +524,7 @@ fn interrupted_backup(volume: &Path, repo: &Path, signal: &str, json: bool) -> (
     if json {
         args.push("--json".into());
     }
-    let mut child = Command::new(examples_dir().join("all_data"))
+    let mut child = Command::new(binary())
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -598,7 +561,7 @@ fn interrupted_backup(volume: &Path, repo: &Path, signal: &str, json: bool) -> (
     let code = child.wait().unwrap().code();
     let out = stdout_reader.join().unwrap();
     eprintln!(
-        "$ all_data {} (+ SIG{signal})\n-> {code:?}\n--- stdout\n{out}--- stderr\n{err}",
+        "$ sourcegraph-backup {} (+ SIG{signal})\n-> {code:?}\n--- stdout\n{out}--- stderr\n{err}",
         args.join(" ")
     );
     (code, out, err)
@@ -664,13 +627,13 @@ fn dry_run_says_would_restore_and_verify_keeps_the_os_error() {
         path(&target),
         "--dry-run",
     ];
-    let out = run("config_only", &args);
+    let out = run(CONFIG, &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let row = text.lines().find(|l| l.starts_with("config ")).unwrap();
     assert!(row.ends_with("would restore"), "{text}");
     assert!(text.contains("dry run"), "{text}");
-    let out = run("config_only", &[&args[..], &["--json"]].concat());
+    let out = run(CONFIG, &[&args[..], &["--json"]].concat());
     let summary = stdout_json(&out);
     assert_eq!(summary["stores"][0]["status"], "would-restore");
     assert!(!target.exists(), "the dry run wrote {}", target.display());
@@ -679,7 +642,7 @@ fn dry_run_says_would_restore_and_verify_keeps_the_os_error() {
     let artifact = repo.join(&id).join("config/files/site-config.json");
     std::fs::remove_file(&artifact).unwrap();
     std::os::unix::fs::symlink("site-config.json", &artifact).unwrap();
-    let out = run("config_only", &["verify", "--from", path(&repo)]);
+    let out = run(CONFIG, &["verify", "--from", path(&repo)]);
     assert_eq!(out.status.code(), Some(1));
     let problem = stdout(&out)
         .lines()
@@ -703,15 +666,11 @@ fn dry_run_says_would_restore_and_verify_keeps_the_os_error() {
     assert!(problem.contains("Permission denied"), "{report}");
 
     // The help names the files a --config-files directory holds.
-    for example in EXAMPLES {
-        for sub in ["backup", "restore"] {
-            let text = stdout(&run(example, &[sub, "--help"]));
-            if !text.contains("--config-files") {
-                continue;
-            }
-            assert!(text.contains("site-config.json"), "{example} {sub} --help");
-            assert!(!text.contains("site.json"), "{example} {sub} --help");
-        }
+    for sub in ["backup", "restore", "plan"] {
+        let text = stdout(&run(CONFIG, &[sub, "--help"]));
+        assert!(text.contains("--config-files"), "{sub} --help");
+        assert!(text.contains("site-config.json"), "{sub} --help");
+        assert!(!text.contains("site.json"), "{sub} --help");
     }
 }
 
@@ -723,10 +682,10 @@ fn config_restore_into_existing_files_needs_clean() {
     config_backup(&input, &repo);
     let target = tmp.path().join("target");
     let args = ["restore", "--from", path(&repo), "--config-files", path(&target)];
-    let out = run("config_only", &args);
+    let out = run(CONFIG, &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::fs::write(target.join("site-config.json"), b"{\"changed\": true}").unwrap();
-    let out = run("config_only", &args);
+    let out = run(CONFIG, &args);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`--clean`"), "{}", stderr(&out));
     assert_eq!(
@@ -734,17 +693,17 @@ fn config_restore_into_existing_files_needs_clean() {
         b"{\"changed\": true}",
         "refused before writing"
     );
-    let out = run("config_only", &[&args[..], &["--clean"]].concat());
+    let out = run(CONFIG, &[&args[..], &["--clean"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(target.join("site-config.json")).unwrap(),
         std::fs::read(input.join("site-config.json")).unwrap()
     );
-    let text = stdout(&run("config_only", &["restore", "--help"]));
+    let text = stdout(&run(CONFIG, &["restore", "--help"]));
     assert!(text.contains("--clean"), "{text}");
 }
 
-/// Runs `config_only` with `args` so that file permissions apply: as is when not root; as
+/// Runs the command with `args` so that file permissions apply: as is when not root; as
 /// root, as user nobody (65534), with `repo` given to nobody and the program copied where
 /// nobody may run it.
 fn run_unprivileged(scratch: &Path, repo: &Path, args: &[&str]) -> Output {
@@ -753,7 +712,7 @@ fn run_unprivileged(scratch: &Path, repo: &Path, args: &[&str]) -> Output {
     let probe = scratch.join("whoami");
     std::fs::write(&probe, b"").unwrap();
     if std::fs::metadata(&probe).unwrap().uid() != 0 {
-        return run("config_only", args);
+        return run(CONFIG, args);
     }
     const NOBODY: u32 = 65534;
     for p in std::iter::once(repo.to_path_buf()).chain(walk_all(repo)) {
@@ -762,8 +721,8 @@ fn run_unprivileged(scratch: &Path, repo: &Path, args: &[&str]) -> Output {
     // Let nobody reach the repository: the temporary directory is 0700.
     assert!(repo.starts_with(scratch));
     std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = scratch.join("config_only");
-    std::fs::copy(examples_dir().join("config_only"), &bin).unwrap();
+    let bin = scratch.join("sourcegraph-backup");
+    std::fs::copy(binary(), &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new(&bin)
         .args(args)
@@ -773,7 +732,7 @@ fn run_unprivileged(scratch: &Path, repo: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap();
     eprintln!(
-        "$ (as nobody) config_only {}\n-> {:?}\n--- stdout\n{}--- stderr\n{}",
+        "$ (as nobody) sourcegraph-backup {}\n-> {:?}\n--- stdout\n{}--- stderr\n{}",
         args.join(" "),
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
@@ -902,57 +861,45 @@ fn secrets_in_locations_never_reach_any_output() {
             commands.push((example, args));
         };
         for url in CLOUD_URLS {
-            add("config_only", &["backup", "--config-files", &input, "--to", url]);
-            add("postgres_only", &["list", "--from", url]);
-            add("all_data", &["verify", "--from", url]);
-            add(
-                "config_only",
-                &["restore", "--from", url, "--config-files", &restored],
-            );
-            add(
-                "postgres_only",
-                &["restore", "--from", url, "--pgsql", DEAD_PG_URL],
-            );
-            add("all_data", &["clean", "--from", url]);
+            add(CONFIG, &["backup", "--config-files", &input, "--to", url]);
+            add(POSTGRES, &["list", "--from", url]);
+            add(ALL, &["verify", "--from", url]);
+            add(CONFIG, &["restore", "--from", url, "--config-files", &restored]);
+            add(POSTGRES, &["restore", "--from", url, "--pgsql", DEAD_PG_URL]);
+            add(ALL, &["clean", "--from", url]);
         }
         for db in [DEAD_PG_URL, DEAD_PG_KV] {
-            add("postgres_only", &["backup", "--to", &local, "--pgsql", db]);
+            add(POSTGRES, &["backup", "--to", &local, "--pgsql", db]);
             add(
-                "postgres_only",
+                POSTGRES,
                 &["backup", "--to", &local, "--pgsql", db, "--codeintel", DEAD_PG_KV],
             );
             add(
-                "all_data",
+                ALL,
                 &[
                     &["backup", "--to", &local, "--codeintel", db, "--config-db", db][..],
                     &ALL_VOLUMES_EXTERNAL[..],
                 ]
                 .concat(),
             );
-            add("config_only", &["backup", "--to", &local, "--config-db", db]);
+            add(CONFIG, &["backup", "--to", &local, "--config-db", db]);
+            add(CONFIG, &["backup", "--to", CLOUD_URLS[0], "--config-db", db]);
+            add(CONFIG, &["restore", "--from", &local, "--config-db", db]);
             add(
-                "config_only",
-                &["backup", "--to", CLOUD_URLS[0], "--config-db", db],
-            );
-            add("config_only", &["restore", "--from", &local, "--config-db", db]);
-            add(
-                "config_only",
+                CONFIG,
                 &["restore", "--from", &local, "--config-db", db, "--dry-run"],
             );
-            add("postgres_only", &["restore", "--from", &local, "--codeintel", db]);
+            add(POSTGRES, &["restore", "--from", &local, "--codeintel", db]);
         }
         // Usage errors quote what they did not expect: a key=value string not quoted as one
         // argument, a URL without its flag.
         let unquoted: Vec<&str> = DEAD_PG_KV.split(' ').collect();
         add(
-            "postgres_only",
+            POSTGRES,
             &[&["backup", "--to", &local, "--pgsql"][..], &unquoted[..]].concat(),
         );
-        add("postgres_only", &["backup", "--to", &local, DEAD_PG_URL]);
-        add(
-            "config_only",
-            &["restore", "--from", CLOUD_URLS[2], "--config-db"],
-        );
+        add(POSTGRES, &["backup", "--to", &local, DEAD_PG_URL]);
+        add(CONFIG, &["restore", "--from", CLOUD_URLS[2], "--config-db"]);
     }
     run_all_without_secrets(commands);
 }
@@ -999,7 +946,7 @@ async fn database_passwords_never_reach_output_manifest_or_artifacts() {
 
     for json in ["--json", "--jobs=2"] {
         let out = run_async(
-            "postgres_only",
+            POSTGRES,
             strings(&[
                 "backup",
                 "--to",
@@ -1018,7 +965,7 @@ async fn database_passwords_never_reach_output_manifest_or_artifacts() {
         assert_no_secret("backup", &out);
     }
     let out = run_async(
-        "config_only",
+        CONFIG,
         strings(&[
             "backup",
             "--to",
@@ -1038,10 +985,10 @@ async fn database_passwords_never_reach_output_manifest_or_artifacts() {
         strings(&["list", "--from", &r, "--json"]),
         strings(&["verify", "--from", &r]),
     ] {
-        let out = run_async("postgres_only", args).await;
+        let out = run_async(POSTGRES, args).await;
         assert_no_secret("list/verify", &out);
     }
-    let list = stdout_json(&run_async("postgres_only", strings(&["list", "--from", &r, "--json"])).await);
+    let list = stdout_json(&run_async(POSTGRES, strings(&["list", "--from", &r, "--json"])).await);
     let id = list["backups"]
         .as_array()
         .unwrap()
@@ -1053,7 +1000,7 @@ async fn database_passwords_never_reach_output_manifest_or_artifacts() {
         .to_string();
     for (json, target) in [("--json", "_r"), ("--jobs=2", "_r")] {
         let out = run_async(
-            "postgres_only",
+            POSTGRES,
             strings(&[
                 "restore",
                 "--from",
@@ -1076,7 +1023,7 @@ async fn database_passwords_never_reach_output_manifest_or_artifacts() {
     }
     // The configuration alone, as a dry run into the restored database.
     let out = run_async(
-        "config_only",
+        CONFIG,
         strings(&[
             "restore",
             "--from",
