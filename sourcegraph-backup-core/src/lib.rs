@@ -51,8 +51,9 @@ pub use manifest::{ArtifactRecord, BackupManifest, Compression, SourceInfo, Stor
 pub use plan::{plan, BackupOption, Decision, Plan, PlanRequest};
 pub use progress::{ProgressEvent, ProgressSink};
 pub use repository::{
-    ArtifactOptions, ArtifactReader, ArtifactWriter, BackupReader, BackupRepository, BackupSummary,
-    BackupWriter, BlockingArtifactWriter, OpenOptions, StoreSection, VerifyReport,
+    forget, ArtifactOptions, ArtifactReader, ArtifactWriter, BackupReader, BackupRepository, BackupSummary,
+    BackupWriter, BlockingArtifactWriter, ForgetReport, OpenOptions, RetentionPolicy, StoreSection,
+    VerifyReport,
 };
 pub use store::{
     DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, StoreKind,

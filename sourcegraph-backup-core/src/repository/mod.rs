@@ -10,6 +10,7 @@ mod lease;
 mod location;
 mod private;
 mod reader;
+pub mod retention;
 mod verify;
 mod writer;
 
@@ -28,6 +29,10 @@ use crate::model::{BackupOption, StoreKind};
 pub use lease::{Lease, DEFAULT_LEASE_DURATION, LEASE_FILE};
 pub use private::make_file_private;
 pub use reader::{ArtifactReader, BackupReader, SMALL_ARTIFACT_LIMIT};
+pub use retention::{
+    forget, ForgetReport, KeepReason, KeptBackup, RemovedBackup, RetentionPolicy, UntouchedBackup,
+    UntouchedState,
+};
 pub use verify::{ArtifactProblem, VerifyReport};
 pub use writer::{ArtifactOptions, ArtifactWriter, BackupWriter, BlockingArtifactWriter, StoreSection};
 
