@@ -177,6 +177,15 @@ impl BackupManifest {
         let mut seen = std::collections::BTreeSet::new();
         let mut store_ids = std::collections::BTreeSet::new();
         for store in &manifest.stores {
+            if store.id.is_empty()
+                || store.id.contains('/')
+                || crate::repository::validate_relative_path(&store.id).is_err()
+            {
+                return Err(CoreError::MalformedManifest {
+                    backup: backup.into(),
+                    reason: format!("store id {:?} is empty or not a single path segment", store.id),
+                });
+            }
             if !store_ids.insert(store.id.as_str()) {
                 return Err(CoreError::MalformedManifest {
                     backup: backup.into(),
@@ -247,5 +256,29 @@ mod tests {
         );
         assert_eq!(serde_json::to_value(&store)?, json);
         Ok(())
+    }
+
+    /// Found by fuzzing: a store with an empty id passed with an artifact path outside any
+    /// store directory (`manifest.json` itself).
+    #[test]
+    fn a_store_id_must_be_one_path_segment() {
+        for id in ["", "a/b", ".."] {
+            let json = serde_json::json!({
+                "format_version": FORMAT_VERSION,
+                "backup_id": "b1",
+                "created_at": "2026-11-29T00:00:00Z",
+                "completed_at": "2026-11-29T00:00:00Z",
+                "library_version": "0",
+                "option": "config-only",
+                "source": {},
+                "plan": null,
+                "stores": [{"id": id, "kind": "config", "artifacts": [{
+                    "path": "manifest.json", "size": 1, "sha256": "00", "content_type": "x",
+                    "compression": {"codec": "none"}, "uncompressed_size": 1}]}],
+            });
+            let bytes = serde_json::to_vec(&json).unwrap_or_default();
+            let err = BackupManifest::from_json("b1", &bytes).unwrap_err().to_string();
+            assert!(err.contains("store id"), "{id:?}: {err}");
+        }
     }
 }

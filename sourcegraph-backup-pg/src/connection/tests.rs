@@ -165,7 +165,7 @@ fn password_never_in_debug_display_or_errors() {
         }
     }
     let e = PgConnectionConfig::from_env_with(
-        DatabaseRole::Frontend,
+        Database::Frontend,
         env(&[("PGPASSWORD", SECRET), ("PGPORT", "nope")]),
     )
     .unwrap_err();
@@ -208,7 +208,7 @@ fn bad_input_gives_clear_errors() {
 #[test]
 fn env_frontend_individual_variables() {
     let c = PgConnectionConfig::from_env_with(
-        DatabaseRole::Frontend,
+        Database::Frontend,
         env(&[
             ("PGHOST", "pgsql"),
             ("PGPORT", "'5433'"),
@@ -231,13 +231,13 @@ fn env_frontend_individual_variables() {
 
 #[test]
 fn env_defaults() {
-    let c = PgConnectionConfig::from_env_with(DatabaseRole::Frontend, env(&[("USER", "alice")])).unwrap();
+    let c = PgConnectionConfig::from_env_with(Database::Frontend, env(&[("USER", "alice")])).unwrap();
     assert_eq!(c.host(), "127.0.0.1");
     assert_eq!(c.port(), 5432);
     assert_eq!(c.user(), "alice");
     assert_eq!(c.dbname(), "alice");
     let c = PgConnectionConfig::from_env_with(
-        DatabaseRole::CodeIntel,
+        Database::CodeIntel,
         env(&[("CODEINTEL_PGHOST", ""), ("USER", "")]),
     )
     .unwrap();
@@ -248,7 +248,7 @@ fn env_defaults() {
 #[test]
 fn env_datasource_wins() {
     let c = PgConnectionConfig::from_env_with(
-        DatabaseRole::CodeInsights,
+        Database::CodeInsights,
         env(&[
             (
                 "CODEINSIGHTS_PGDATASOURCE",
@@ -265,13 +265,13 @@ fn env_datasource_wins() {
     assert_eq!(c.dbname(), "postgres");
     // A key=value DSN works too, and a bad one names the variable.
     let c = PgConnectionConfig::from_env_with(
-        DatabaseRole::Frontend,
+        Database::Frontend,
         env(&[("PGDATASOURCE", "host=/tmp user=sg dbname=sg"), ("PGHOST", "x")]),
     )
     .unwrap();
     assert_eq!(c.host(), "/tmp");
     let e = PgConnectionConfig::from_env_with(
-        DatabaseRole::CodeIntel,
+        Database::CodeIntel,
         env(&[("CODEINTEL_PGDATASOURCE", "postgres://u@h:x/d")]),
     )
     .unwrap_err();
@@ -290,9 +290,9 @@ fn env_each_role_reads_its_own_prefix() {
         ("CODEINSIGHTS_PGPORT", "6543"),
         ("CODEINSIGHTS_PGSSLMODE", "verify-full"),
     ]);
-    let f = PgConnectionConfig::from_env_with(DatabaseRole::Frontend, &vars).unwrap();
-    let ci = PgConnectionConfig::from_env_with(DatabaseRole::CodeIntel, &vars).unwrap();
-    let cs = PgConnectionConfig::from_env_with(DatabaseRole::CodeInsights, &vars).unwrap();
+    let f = PgConnectionConfig::from_env_with(Database::Frontend, &vars).unwrap();
+    let ci = PgConnectionConfig::from_env_with(Database::CodeIntel, &vars).unwrap();
+    let cs = PgConnectionConfig::from_env_with(Database::CodeInsights, &vars).unwrap();
     assert_eq!((f.host().as_str(), f.user()), ("pgsql", "sg"));
     assert_eq!(
         (ci.host().as_str(), ci.user(), ci.dbname()),
@@ -302,7 +302,7 @@ fn env_each_role_reads_its_own_prefix() {
     assert_eq!(cs.port(), 6543);
     assert_eq!(cs.ssl_mode(), SslMode::VerifyFull);
     let e = PgConnectionConfig::from_env_with(
-        DatabaseRole::CodeInsights,
+        Database::CodeInsights,
         env(&[("CODEINSIGHTS_PGSSLMODE", "sometimes")]),
     )
     .unwrap_err();
@@ -310,15 +310,7 @@ fn env_each_role_reads_its_own_prefix() {
 }
 
 #[test]
-fn roles_and_ssl_modes() {
-    assert_eq!(DatabaseRole::Frontend.store_id(), "pgsql");
-    assert_eq!(DatabaseRole::CodeIntel.store_id(), "codeintel-db");
-    assert_eq!(DatabaseRole::CodeInsights.store_id(), "codeinsights-db");
-    assert_eq!(DatabaseRole::CodeInsights.default_database(), "postgres");
-    assert_eq!(DatabaseRole::CodeIntel.default_user(), "sg");
-    for r in DatabaseRole::ALL {
-        assert_eq!(DatabaseRole::from_store_id(r.store_id()), Some(r));
-    }
+fn ssl_modes() {
     for m in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
         assert_eq!(m.parse::<SslMode>().unwrap().as_str(), m);
     }
@@ -378,7 +370,7 @@ fn client_certificate_keys_in_both_forms_and_env() {
     assert_eq!(kv.passfile(), Some(Path::new("/x")));
 
     let e = PgConnectionConfig::from_env_with(
-        DatabaseRole::CodeIntel,
+        Database::CodeIntel,
         env(&[
             ("CODEINTEL_PGSSLROOTCERT", "/ci/ca.pem"),
             ("CODEINTEL_PGSSLCERT", "/ci/client.crt"),
@@ -414,14 +406,13 @@ fn system_roots_default_to_verify_full_and_refuse_weaker_modes() {
         assert!(e.to_string().contains("sslrootcert=system"), "{mode}: {e}");
     }
     let e = PgConnectionConfig::from_env_with(
-        DatabaseRole::Frontend,
+        Database::Frontend,
         env(&[("PGSSLROOTCERT", "system"), ("PGSSLMODE", "require")]),
     )
     .unwrap_err();
     assert!(e.to_string().contains("weak sslmode"), "{e}");
     let env_ok =
-        PgConnectionConfig::from_env_with(DatabaseRole::Frontend, env(&[("PGSSLROOTCERT", "system")]))
-            .unwrap();
+        PgConnectionConfig::from_env_with(Database::Frontend, env(&[("PGSSLROOTCERT", "system")])).unwrap();
     assert_eq!(env_ok.ssl_mode(), SslMode::VerifyFull);
     // with_ssl_mode can still weaken it: connecting refuses, before any network traffic.
     let weak = env_ok.with_ssl_mode(SslMode::Require);
@@ -686,4 +677,19 @@ fn redacted_url_round_trips_hosts_with_colons() {
     }
     let v6 = PgConnectionConfig::from_url("postgres://u@[::1]:6/d").unwrap();
     assert_eq!(v6.redacted_url(), "postgres://u@[::1]:6/d?sslmode=prefer");
+}
+
+#[test]
+fn percent_encoding_takes_two_hex_digits_only() {
+    // `u8::from_str_radix` alone would read "+1" as 1; libpq refuses it.
+    let err = PgConnectionConfig::from_url("postgres://u@h/d%+1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("percent-encoding"), "{err}");
+    assert_eq!(
+        PgConnectionConfig::from_url("postgres://u@h/d%41")
+            .unwrap()
+            .dbname(),
+        "dA"
+    );
 }
