@@ -42,18 +42,18 @@
 //! use sourcegraph_backup::config::ConfigStore;
 //! use sourcegraph_backup::core::pipeline::BackupPipeline;
 //! use sourcegraph_backup::core::{plan, BackupOption, BackupRepository, Deployment, PlanRequest, ProgressSink};
-//! use sourcegraph_backup::pg::{DatabaseRole, PgConnectionConfig, PgStore};
+//! use sourcegraph_backup::pg::{Database, PgConnectionConfig, PgStore};
 //! use sourcegraph_backup::volumes::{VolumePreset, DOCKER_VOLUMES_ROOT};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let plan = plan(&PlanRequest::new(BackupOption::AllData, Deployment::DockerCompose));
 //! let repo = BackupRepository::open("s3://backups/sourcegraph")?;
 //! let mut pipeline = BackupPipeline::new(repo, plan.clone()).concurrency(4);
-//! for role in DatabaseRole::ALL {
+//! for role in Database::ALL {
 //!     let conn = PgConnectionConfig::from_env(role)?;
 //!     pipeline = pipeline.exporter(Arc::new(PgStore::for_role(role, conn)));
 //! }
-//! let frontend = PgConnectionConfig::from_env(DatabaseRole::Frontend)?;
+//! let frontend = PgConnectionConfig::from_env(Database::Frontend)?;
 //! pipeline = pipeline.exporter(Arc::new(ConfigStore::database(frontend)));
 //! let volumes = VolumePreset::docker_compose(DOCKER_VOLUMES_ROOT);
 //! for store in plan.included_stores().filter(|s| s.kind == sourcegraph_backup::core::StoreKind::Volume) {

@@ -1,7 +1,7 @@
 //! Connection settings for the three Sourcegraph databases, and connecting with or without TLS.
 //!
 //! [`PgConnectionConfig`] is built from a `postgres://` URL, a libpq `key=value` string, or the
-//! environment variables the Sourcegraph services read (see [`DatabaseRole`]). It wraps the
+//! environment variables the Sourcegraph services read for a [`Database`]. It wraps the
 //! settings `tokio_postgres::Config` needs plus the TLS and credential settings libpq has and
 //! tokio-postgres lacks.
 //!
@@ -72,6 +72,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sourcegraph_backup_core::model::Database;
 use tokio_postgres::config::{ChannelBinding, TargetSessionAttrs};
 
 use crate::error::PgError;
@@ -146,74 +147,6 @@ impl FromStr for SslMode {
     }
 }
 
-/// Which of Sourcegraph's three databases a connection is for.
-///
-/// Each role reads its own family of environment variables, exactly as the Sourcegraph services
-/// do (`internal/database/postgresdsn`): `PG*` for the frontend, `CODEINTEL_PG*` and
-/// `CODEINSIGHTS_PG*` for the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatabaseRole {
-    /// The frontend database (`pgsql`): users, repos, settings, site config.
-    Frontend,
-    /// The code-intelligence database (`codeintel-db`).
-    CodeIntel,
-    /// The code-insights database (`codeinsights-db`).
-    CodeInsights,
-}
-
-impl DatabaseRole {
-    /// All three roles, frontend first.
-    pub const ALL: [DatabaseRole; 3] = [
-        DatabaseRole::Frontend,
-        DatabaseRole::CodeIntel,
-        DatabaseRole::CodeInsights,
-    ];
-
-    /// Prefix of this role's environment variables (`""`, `"CODEINTEL_"`, `"CODEINSIGHTS_"`).
-    pub fn env_prefix(self) -> &'static str {
-        match self {
-            DatabaseRole::Frontend => "",
-            DatabaseRole::CodeIntel => "CODEINTEL_",
-            DatabaseRole::CodeInsights => "CODEINSIGHTS_",
-        }
-    }
-
-    /// The catalog store id: `pgsql`, `codeintel-db` or `codeinsights-db`.
-    pub fn store_id(self) -> &'static str {
-        match self {
-            DatabaseRole::Frontend => "pgsql",
-            DatabaseRole::CodeIntel => "codeintel-db",
-            DatabaseRole::CodeInsights => "codeinsights-db",
-        }
-    }
-
-    /// The database name of the default deployment manifests (documentation only: an unset
-    /// `PGDATABASE` means "same as the user", as in libpq).
-    pub fn default_database(self) -> &'static str {
-        match self {
-            DatabaseRole::Frontend | DatabaseRole::CodeIntel => "sg",
-            DatabaseRole::CodeInsights => "postgres",
-        }
-    }
-
-    /// The user of the default deployment manifests (documentation only).
-    pub fn default_user(self) -> &'static str {
-        self.default_database()
-    }
-
-    /// Parses a store id (`pgsql`, `codeintel-db`, `codeinsights-db`).
-    pub fn from_store_id(id: &str) -> Option<DatabaseRole> {
-        DatabaseRole::ALL.into_iter().find(|r| r.store_id() == id)
-    }
-}
-
-impl fmt::Display for DatabaseRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.store_id())
-    }
-}
-
 /// The file settings of a connection. Boxed in [`PgConnectionConfig`]: they are seldom set,
 /// and the config is held by value in other types' enum variants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -265,23 +198,25 @@ impl PgConnectionConfig {
         parse::from_key_value(s, &os_user())
     }
 
-    /// Reads this role's environment variables (see [`DatabaseRole`]): `PGDATASOURCE` if set,
+    /// Reads the environment variables the Sourcegraph services read for `database`, exactly
+    /// as they do (`internal/database/postgresdsn`): `PG*` for the frontend, `CODEINTEL_PG*` and
+    /// `CODEINSIGHTS_PG*` for the others ([`Database::env_prefix`]). `PGDATASOURCE` if set,
     /// else `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`,
     /// `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY` and `PGPASSFILE` (`PGTZ` is ignored: the backup
     /// sets its own session time zone). Unset or empty variables take the Sourcegraph
     /// defaults: host 127.0.0.1, port 5432, user `$USER` else `postgres`, database = user,
     /// sslmode prefer (`verify-full` with `sslrootcert=system`).
-    pub fn from_env(role: DatabaseRole) -> Result<Self, PgError> {
-        Self::from_env_with(role, |name| std::env::var(name).ok())
+    pub fn from_env(database: Database) -> Result<Self, PgError> {
+        Self::from_env_with(database, |name| std::env::var(name).ok())
     }
 
     /// Like [`from_env`](Self::from_env) with a custom variable lookup (for tests and for callers
     /// that hold the environment of another process, e.g. a container's).
     pub fn from_env_with(
-        role: DatabaseRole,
+        database: Database,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, PgError> {
-        env::from_env_with(role, lookup)
+        env::from_env_with(database, lookup)
     }
 
     /// Returns a copy that points at another database of the same server.

@@ -161,7 +161,7 @@ pub(crate) fn data_artifact(schema: &str, table: &str, index: usize, part: usize
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::probe::SourcegraphSchema;
+    use sourcegraph_backup_core::model::Database;
     use sourcegraph_backup_core::StoreErrorKind;
 
     /// The details of a `codeintel-db` store as the releases before typed details wrote them.
@@ -205,21 +205,18 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(OLD_DETAILS).unwrap();
         let details = PgStoreDetails::from_manifest("codeintel-db", &value).unwrap();
         assert_eq!(details.format, 1);
-        assert_eq!(details.probe.schema(), Some(SourcegraphSchema::CodeIntel));
+        assert_eq!(details.probe.schema(), Some(Database::CodeIntel));
         let schemas: Vec<_> = details.probe.migrations.iter().map(|m| m.schema).collect();
         assert_eq!(
             schemas,
             vec![
-                Some(SourcegraphSchema::CodeIntel),
-                Some(SourcegraphSchema::Frontend),
-                Some(SourcegraphSchema::CodeInsights),
+                Some(Database::CodeIntel),
+                Some(Database::Frontend),
+                Some(Database::CodeInsights),
                 None
             ]
         );
-        assert_eq!(
-            details.probe.legacy_migrations[0].schema,
-            SourcegraphSchema::CodeIntel
-        );
+        assert_eq!(details.probe.legacy_migrations[0].schema, Database::CodeIntel);
         assert_eq!(details.probe.latest_migration(), Some(1000000002));
         // Written back, the schemas keep their spelling.
         let again = details.to_manifest("codeintel-db").unwrap();

@@ -65,9 +65,12 @@ mod sql;
 mod store;
 mod tls;
 
-pub use connection::{DatabaseRole, PgConnectionConfig, SslMode};
+pub use connection::{PgConnectionConfig, SslMode};
 pub use error::PgError;
 pub use export::{PgExportOptions, TableDataExclusion};
 pub use import::{PgImportOptions, PgImportReport};
-pub use probe::{probe, ProbeOptions, ProbeReport, SourcegraphSchema};
+pub use probe::{probe, ProbeOptions, ProbeReport};
+/// The three Sourcegraph databases (core's one name for them): [`PgStore::for_role`] and
+/// [`PgConnectionConfig::from_env`] take one.
+pub use sourcegraph_backup_core::model::Database;
 pub use store::PgStore;

@@ -13,54 +13,28 @@ mod queries;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::DatabaseRole;
+use sourcegraph_backup_core::model::Database;
+
 use crate::error::PgError;
 pub use crate::schema::ExtensionInfo;
 
-/// One of Sourcegraph's three schemas, as named in `migration_logs.schema`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourcegraphSchema {
-    /// The frontend schema (`schema_migrations`).
-    Frontend,
-    /// The code-intelligence schema (`codeintel_schema_migrations`).
-    CodeIntel,
-    /// The code-insights schema (`codeinsights_schema_migrations`).
-    CodeInsights,
+/// The name of `database`'s schema in `migration_logs.schema`, which is also its legacy
+/// golang-migrate table: `schema_migrations` (frontend), `codeintel_schema_migrations`,
+/// `codeinsights_schema_migrations`.
+pub fn migrations_table_name(database: Database) -> &'static str {
+    match database {
+        Database::Frontend => "schema_migrations",
+        Database::CodeIntel => "codeintel_schema_migrations",
+        Database::CodeInsights => "codeinsights_schema_migrations",
+    }
 }
 
-impl SourcegraphSchema {
-    /// All three schemas.
-    pub const ALL: [SourcegraphSchema; 3] = [
-        SourcegraphSchema::Frontend,
-        SourcegraphSchema::CodeIntel,
-        SourcegraphSchema::CodeInsights,
-    ];
-
-    /// The value of `migration_logs.schema`, which is also the legacy golang-migrate table name.
-    pub fn migrations_table_name(self) -> &'static str {
-        match self {
-            SourcegraphSchema::Frontend => "schema_migrations",
-            SourcegraphSchema::CodeIntel => "codeintel_schema_migrations",
-            SourcegraphSchema::CodeInsights => "codeinsights_schema_migrations",
-        }
-    }
-
-    /// The inverse of [`migrations_table_name`](Self::migrations_table_name).
-    pub fn from_migrations_table_name(name: &str) -> Option<SourcegraphSchema> {
-        SourcegraphSchema::ALL
-            .into_iter()
-            .find(|s| s.migrations_table_name() == name)
-    }
-
-    /// The database role this schema lives in by default.
-    pub fn role(self) -> DatabaseRole {
-        match self {
-            SourcegraphSchema::Frontend => DatabaseRole::Frontend,
-            SourcegraphSchema::CodeIntel => DatabaseRole::CodeIntel,
-            SourcegraphSchema::CodeInsights => DatabaseRole::CodeInsights,
-        }
-    }
+/// The database whose schema `name` names in `migration_logs.schema` (the inverse of
+/// [`migrations_table_name`]).
+pub fn database_of_migrations_table(name: &str) -> Option<Database> {
+    Database::ALL
+        .into_iter()
+        .find(|d| migrations_table_name(*d) == name)
 }
 
 /// Options of [`probe`].
@@ -116,8 +90,8 @@ pub struct MigrationProblem {
 pub struct MigrationState {
     /// `migration_logs.schema` as stored.
     pub schema_name: String,
-    /// The Sourcegraph schema it denotes, if known.
-    pub schema: Option<SourcegraphSchema>,
+    /// The database whose schema it is, if known ([`database_of_migrations_table`]).
+    pub schema: Option<Database>,
     /// How many migrations are applied (latest log row up and successful).
     pub applied_count: usize,
     /// The highest applied migration id.
@@ -133,8 +107,8 @@ pub struct MigrationState {
 pub struct LegacyMigrationState {
     /// The table name (`schema_migrations`, ...).
     pub table: String,
-    /// The schema it denotes.
-    pub schema: SourcegraphSchema,
+    /// The database whose schema it records.
+    pub schema: Database,
     /// The recorded version, if the table has a row.
     pub version: Option<i64>,
     /// Whether the version is marked dirty (a failed migration).
@@ -186,10 +160,10 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
-    /// The Sourcegraph schema of this database: the first one recorded in `migration_logs`,
-    /// else the first legacy table's. A development database can hold several; see
-    /// [`migrations`](Self::migrations).
-    pub fn schema(&self) -> Option<SourcegraphSchema> {
+    /// Which of Sourcegraph's databases this is, by the schema it records: the first one
+    /// recorded in `migration_logs`, else the first legacy table's. A development database can
+    /// hold several; see [`migrations`](Self::migrations).
+    pub fn schema(&self) -> Option<Database> {
         self.migrations
             .iter()
             .find_map(|m| m.schema)

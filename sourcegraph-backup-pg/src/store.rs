@@ -2,26 +2,26 @@
 //! `codeinsights-db`, or a generic database).
 
 use async_trait::async_trait;
-use sourcegraph_backup_core::model::CatalogId;
+use sourcegraph_backup_core::model::{CatalogId, Database};
 use sourcegraph_backup_core::{
     DataStore, ExportContext, ExportReport, Exporter, ImportContext, ImportReport, Importer, StoreError,
     StoreKind,
 };
 
-use crate::connection::{DatabaseRole, PgConnectionConfig};
-use crate::error::PgError;
+use crate::connection::PgConnectionConfig;
 use crate::export::PgExportOptions;
 use crate::import::PgImportOptions;
+use crate::sql::query_err;
 
 /// A PostgreSQL database, exported from or imported into.
 ///
 /// ```no_run
 /// # async fn demo(ctx: sourcegraph_backup_core::ExportContext) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use sourcegraph_backup_core::Exporter;
-/// use sourcegraph_backup_pg::{DatabaseRole, PgConnectionConfig, PgStore};
+/// use sourcegraph_backup_pg::{Database, PgConnectionConfig, PgStore};
 ///
-/// let config = PgConnectionConfig::from_env(DatabaseRole::Frontend)?;
-/// let store = PgStore::for_role(DatabaseRole::Frontend, config);
+/// let config = PgConnectionConfig::from_env(Database::Frontend)?;
+/// let store = PgStore::for_role(Database::Frontend, config);
 /// let report = store.export(ctx).await?;
 /// # Ok(()) }
 /// ```
@@ -46,9 +46,10 @@ impl PgStore {
         }
     }
 
-    /// The store of one of Sourcegraph's databases, with its usual id.
-    pub fn for_role(role: DatabaseRole, config: PgConnectionConfig) -> Self {
-        Self::new(role.store_id(), config)
+    /// The store of one of Sourcegraph's databases, with its store id (`pgsql`,
+    /// `codeintel-db`, `codeinsights-db`).
+    pub fn for_role(database: Database, config: PgConnectionConfig) -> Self {
+        Self::new(database.store_id(), config)
     }
 
     /// Sets the catalog rows this store carries.
@@ -108,10 +109,7 @@ impl DataStore for PgStore {
         client
             .simple_query("SELECT 1")
             .await
-            .map_err(|source| PgError::Query {
-                context: format!("checking {}", self.config.endpoint()),
-                source,
-            })?;
+            .map_err(query_err(format!("checking {}", self.config.endpoint())))?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sourcegraph_backup_pg::{DatabaseRole, PgConnectionConfig, PgError, SslMode};
+use sourcegraph_backup_pg::{Database, PgConnectionConfig, PgError, SslMode};
 use sourcegraph_backup_testkit::PgCluster;
 
 /// Who we are connected as, through what, and whether TLS is on.
@@ -65,8 +65,7 @@ async fn url_key_value_socket_and_env() {
     ]
     .into_iter()
     .collect();
-    let from_env =
-        PgConnectionConfig::from_env_with(DatabaseRole::CodeIntel, |k| vars.get(k).cloned()).unwrap();
+    let from_env = PgConnectionConfig::from_env_with(Database::CodeIntel, |k| vars.get(k).cloned()).unwrap();
     assert_eq!(session(&from_env).await.0, "postgres");
     assert_eq!(session(&from_env.with_dbname("sg db")).await.0, "sg db");
 }

@@ -3,9 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sourcegraph_backup_pg::probe::{MigrationProblem, TableKind};
-use sourcegraph_backup_pg::{
-    probe, PgConnectionConfig, PgError, ProbeOptions, ProbeReport, SourcegraphSchema,
-};
+use sourcegraph_backup_pg::{probe, Database, PgConnectionConfig, PgError, ProbeOptions, ProbeReport};
 use sourcegraph_backup_testkit::PgCluster;
 
 /// Sourcegraph's migration_logs (schema version 2) with a history that exercises the ranking:
@@ -118,7 +116,7 @@ async fn frontend_database_with_migration_history() {
     assert!(r.tables.iter().all(|t| t.schema != "pg_catalog"));
 
     assert!(r.is_sourcegraph && r.has_migration_logs);
-    assert_eq!(r.schema(), Some(SourcegraphSchema::Frontend));
+    assert_eq!(r.schema(), Some(Database::Frontend));
     assert_eq!(r.migrations.len(), 1);
     let m = &r.migrations[0];
     assert_eq!(m.schema_name, "schema_migrations");
@@ -173,7 +171,7 @@ async fn older_layouts_codeintel_and_legacy() {
     let cluster = cluster_with(&[("ci", codeintel), ("old", legacy)]).await;
 
     let ci = probe_db(&cluster, "ci", false).await.unwrap();
-    assert_eq!(ci.schema(), Some(SourcegraphSchema::CodeIntel));
+    assert_eq!(ci.schema(), Some(Database::CodeIntel));
     assert_eq!(ci.migrations[0].applied_count, 2);
     assert_eq!(ci.latest_migration(), Some(2002));
     assert!(ci.product_version.is_none());
@@ -182,7 +180,7 @@ async fn older_layouts_codeintel_and_legacy() {
 
     let old = probe_db(&cluster, "old", false).await.unwrap();
     assert!(old.is_sourcegraph && !old.has_migration_logs);
-    assert_eq!(old.schema(), Some(SourcegraphSchema::Frontend));
+    assert_eq!(old.schema(), Some(Database::Frontend));
     assert_eq!(old.legacy_migrations.len(), 1);
     assert_eq!(old.legacy_migrations[0].dirty, Some(true));
     assert_eq!(old.latest_migration(), Some(1528395834));

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sourcegraph_backup_pg::{DatabaseRole, PgConnectionConfig, PgError, SslMode};
+use sourcegraph_backup_pg::{Database, PgConnectionConfig, PgError, SslMode};
 use sourcegraph_backup_testkit::PgCluster;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -397,7 +397,7 @@ async fn client_certificate_authenticates_with_cert_auth() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let from_env =
-        PgConnectionConfig::from_env_with(DatabaseRole::CodeInsights, |k| vars.get(k).cloned()).unwrap();
+        PgConnectionConfig::from_env_with(Database::CodeInsights, |k| vars.get(k).cloned()).unwrap();
     assert_eq!(who(&from_env).await.unwrap(), (CERT_USER.to_owned(), true));
 
     // Without a client certificate the server refuses, and says why.
@@ -784,7 +784,7 @@ async fn pgpass_via_pgpassfile_supplies_the_password() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let config = PgConnectionConfig::from_env_with(DatabaseRole::Frontend, |k| vars.get(k).cloned()).unwrap();
+    let config = PgConnectionConfig::from_env_with(Database::Frontend, |k| vars.get(k).cloned()).unwrap();
     assert!(!config.has_password());
     assert_eq!(config.passfile(), Some(file.as_path()));
     assert_eq!(who(&config).await.unwrap(), (PW_USER.to_owned(), false));

@@ -7,7 +7,7 @@ use crate::config::{ConfigFilePaths, ConfigStore, DatabaseSourceOptions, ImportO
 use crate::core::model::Database;
 use crate::core::{Deployment, Exporter, Importer, StoreKind};
 use crate::pg::schema::RenderOptions;
-use crate::pg::{DatabaseRole, PgConnectionConfig, PgError, PgExportOptions, PgImportOptions, PgStore};
+use crate::pg::{PgConnectionConfig, PgError, PgExportOptions, PgImportOptions, PgStore};
 use crate::volumes::VolumeStore;
 
 /// One store of a deployment, usable as exporter (backup) and importer (restore).
@@ -72,15 +72,6 @@ pub(crate) struct Tuning {
     pub render: RenderOptions,
 }
 
-/// The pg crate's name for one of the three databases.
-pub(crate) fn pg_role(db: Database) -> DatabaseRole {
-    match db {
-        Database::Frontend => DatabaseRole::Frontend,
-        Database::CodeIntel => DatabaseRole::CodeIntel,
-        Database::CodeInsights => DatabaseRole::CodeInsights,
-    }
-}
-
 /// Parses a `postgres://` URL or a libpq `key=value` string.
 pub fn parse_connection(text: &str) -> Result<PgConnectionConfig, PgError> {
     if text.contains("://") {
@@ -93,7 +84,7 @@ pub fn parse_connection(text: &str) -> Result<PgConnectionConfig, PgError> {
 /// The connection Sourcegraph's services read from the environment for `db` (`PG*`,
 /// `CODEINTEL_PG*`, `CODEINSIGHTS_PG*`).
 pub fn connection_from_env(db: Database) -> Result<PgConnectionConfig, PgError> {
-    PgConnectionConfig::from_env(pg_role(db))
+    PgConnectionConfig::from_env(db)
 }
 
 /// The store of one of the three databases.

@@ -1,14 +1,14 @@
-//! The environment variables Sourcegraph's services read, per database role.
+//! The environment variables Sourcegraph's services read, per database.
 //!
 //! Mirrors `internal/database/postgresdsn.New` of the Sourcegraph code base: `<P>PGDATASOURCE`
 //! (a full DSN) wins; otherwise `<P>PGHOST`, `<P>PGPORT` (quotes stripped), `<P>PGUSER`,
-//! `<P>PGPASSWORD`, `<P>PGDATABASE`, `<P>PGSSLMODE`, where `<P>` is the role's prefix. Empty values
+//! `<P>PGPASSWORD`, `<P>PGDATABASE`, `<P>PGSSLMODE`, where `<P>` is the database's prefix. Empty values
 //! count as unset. `<P>PGTZ` is ignored. Like libpq (and pgx, which the services use), the TLS
 //! and credential files are read too: `<P>PGSSLROOTCERT`, `<P>PGSSLCERT`, `<P>PGSSLKEY`,
 //! `<P>PGPASSFILE`.
 
 use super::parse::Builder;
-use super::{os_user_from, DatabaseRole, PgConnectionConfig};
+use super::{os_user_from, Database, PgConnectionConfig};
 use crate::error::PgError;
 
 /// Strips one pair of matching single or double quotes, as Sourcegraph does for `PGPORT`.
@@ -33,10 +33,10 @@ fn for_var(var: &str, e: PgError) -> PgError {
 }
 
 pub(super) fn from_env_with(
-    role: DatabaseRole,
+    database: Database,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<PgConnectionConfig, PgError> {
-    let prefix = role.env_prefix();
+    let prefix = database.env_prefix();
     let get = |name: &str| -> (String, Option<String>) {
         let var = format!("{prefix}{name}");
         let value = lookup(&var).filter(|v| !v.is_empty());

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::{Client, Row};
 
+use sourcegraph_backup_core::model::Database;
+
 use super::{
-    ExtensionInfo, LegacyMigrationState, MigrationProblem, MigrationState, ProductVersion, SourcegraphSchema,
-    TableKind, TableStats,
+    database_of_migrations_table, migrations_table_name, ExtensionInfo, LegacyMigrationState,
+    MigrationProblem, MigrationState, ProductVersion, TableKind, TableStats,
 };
 use crate::error::PgError;
 use crate::sizes::table_sizes;
@@ -138,7 +140,7 @@ pub(super) async fn migration_states(client: &Client, table: &str) -> Result<Vec
         let state = by_schema
             .entry(schema_name.clone())
             .or_insert_with(|| MigrationState {
-                schema: SourcegraphSchema::from_migrations_table_name(&schema_name),
+                schema: database_of_migrations_table(&schema_name),
                 schema_name,
                 applied_count: 0,
                 latest_applied: None,
@@ -165,7 +167,7 @@ pub(super) async fn migration_states(client: &Client, table: &str) -> Result<Vec
     states.sort_by_key(|s| {
         (
             s.schema
-                .and_then(|k| SourcegraphSchema::ALL.iter().position(|x| *x == k))
+                .and_then(|k| Database::ALL.iter().position(|x| *x == k))
                 .unwrap_or(usize::MAX),
             s.schema_name.clone(),
         )
@@ -176,8 +178,8 @@ pub(super) async fn migration_states(client: &Client, table: &str) -> Result<Vec
 /// golang-migrate tables (`version`, `dirty` columns) of the three schemas.
 pub(super) async fn legacy_migrations(client: &Client) -> Result<Vec<LegacyMigrationState>, PgError> {
     let mut out = Vec::new();
-    for schema in SourcegraphSchema::ALL {
-        let name = schema.migrations_table_name();
+    for schema in Database::ALL {
+        let name = migrations_table_name(schema);
         let Some(table) = regclass(client, name).await? else {
             continue;
         };
