@@ -7,6 +7,7 @@ use super::catalog::{
 use super::tables::{column_rows, Column};
 use super::{ExtensionInfo, ObjectKind};
 use crate::error::PgError;
+use crate::sql::quote_literal;
 
 /// Extensions that Sourcegraph creates only when available (inside an exception handler).
 pub(crate) const OPTIONAL_EXTENSIONS: &[&str] = &["pg_stat_statements"];
@@ -18,10 +19,14 @@ fn optional_block(name: &str, statements: &str) -> String {
     while statements.contains(&tag) {
         tag.insert(tag.len() - 1, '_');
     }
-    let name = name.replace('\'', "''").replace('%', "%%");
+    // RAISE reads `%` in its format as a placeholder: a literal one is written `%%`.
+    let message = quote_literal(&format!(
+        "optional extension {} is not available: %",
+        name.replace('%', "%%")
+    ));
     format!(
         "DO {tag}\nBEGIN\n    {statements}EXCEPTION WHEN OTHERS THEN\n    \
-         RAISE NOTICE 'optional extension {name} is not available: %', SQLERRM;\n\
+         RAISE NOTICE {message}, SQLERRM;\n\
          END\n{tag};\n"
     )
 }
@@ -304,5 +309,15 @@ mod tests {
         assert!(block.ends_with("END\n$optional_$;\n"), "{block}");
         let comment = block.find("COMMENT ON EXTENSION").unwrap();
         assert!(comment < block.find("EXCEPTION").unwrap(), "{block}");
+    }
+
+    #[test]
+    fn optional_blocks_quote_the_name_in_the_notice() {
+        assert_eq!(
+            super::optional_block("it's 100%", "CREATE EXTENSION x;\n"),
+            "DO $optional$\nBEGIN\n    CREATE EXTENSION x;\nEXCEPTION WHEN OTHERS THEN\n    \
+             RAISE NOTICE 'optional extension it''s 100%% is not available: %', SQLERRM;\n\
+             END\n$optional$;\n"
+        );
     }
 }
