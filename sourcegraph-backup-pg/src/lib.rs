@@ -53,6 +53,7 @@
 //! | owners and grants (opt-in, [`RenderOptions`](schema::RenderOptions)) | the roles named (through the role map) must exist; for owners, the connecting role must be a member of each (`ALTER ... OWNER TO` requires it). |
 //! | `clean_first` | ownership of what it drops. It refuses, before any write, to drop a schema that holds an extension the connecting role does not own (dropping the schema would take the extension with it, and the role could not create it again). |
 
+pub mod compare;
 pub mod connection;
 pub mod error;
 pub mod export;
@@ -65,6 +66,7 @@ mod sql;
 mod store;
 mod tls;
 
+pub use compare::{compare, CompareOptions, CompareReport};
 pub use connection::{PgConnectionConfig, SslMode};
 pub use error::PgError;
 pub use export::{PgExportOptions, TableDataExclusion};
