@@ -253,6 +253,15 @@ pub enum CoreError {
         /// Whether everything it wrote was removed.
         removed: bool,
     },
+    /// An encrypted backup cannot be opened: no key, a wrong key, or an unknown scheme. The
+    /// reason never holds a secret.
+    #[error("backup {backup} cannot be opened: {reason}")]
+    Encryption {
+        /// The backup id.
+        backup: String,
+        /// Why, with the backup's recipients and what to give.
+        reason: String,
+    },
     /// Serialising the manifest failed.
     #[error("cannot serialise the manifest: {0}")]
     Serialize(#[from] serde_json::Error),

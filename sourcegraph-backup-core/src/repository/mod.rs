@@ -4,8 +4,13 @@
 //! ```text
 //! <prefix>/<backup-id>/manifest.json              committed last; its presence = complete
 //! <prefix>/<backup-id>/<store-id>/<artifact-name> streamed in, size and sha256 on the fly
+//! <prefix>/<backup-id>/passphrase-key.age         encrypted with a passphrase only
 //! ```
+//!
+//! Artifacts can be encrypted at rest with age ([`encryption`]): see
+//! [`BackupRepository::start_backup_with`] and [`BackupRepository::with_decryption`].
 
+pub mod encryption;
 mod lease;
 mod location;
 mod private;
@@ -26,6 +31,7 @@ use crate::error::CoreError;
 use crate::manifest::{BackupManifest, MANIFEST_FILE};
 use crate::model::{BackupOption, StoreKind};
 
+pub use encryption::{Decryption, Encryption, EncryptionInfo};
 pub use lease::{Lease, DEFAULT_LEASE_DURATION, LEASE_FILE};
 pub use private::make_file_private;
 pub use reader::{ArtifactReader, BackupReader, SMALL_ARTIFACT_LIMIT};
@@ -76,6 +82,24 @@ pub struct BackupRepository {
     local_root: Option<std::path::PathBuf>,
     /// How long a running backup's lease lasts without renewal.
     lease_duration: std::time::Duration,
+    /// The keys that open encrypted backups.
+    decryption: Option<Arc<Decryption>>,
+}
+
+/// How [`BackupRepository::start_backup_with`] writes a backup.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BackupOptions {
+    /// Encrypts every artifact with age; `None` stores them as they are.
+    pub encryption: Option<Encryption>,
+}
+
+impl BackupOptions {
+    /// Encrypts every artifact.
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
 }
 
 impl std::fmt::Debug for BackupRepository {
@@ -164,6 +188,7 @@ impl BackupRepository {
             location: location.into(),
             local_root: None,
             lease_duration: DEFAULT_LEASE_DURATION,
+            decryption: None,
         }
     }
 
@@ -171,6 +196,13 @@ impl BackupRepository {
     /// it): `clean` leaves an incomplete backup alone while its lease lives.
     pub fn with_lease_duration(mut self, duration: std::time::Duration) -> Self {
         self.lease_duration = duration;
+        self
+    }
+
+    /// Gives the keys that open encrypted backups: [`open_backup`](Self::open_backup) of an
+    /// encrypted backup checks them before it returns. Unencrypted backups ignore them.
+    pub fn with_decryption(mut self, decryption: Decryption) -> Self {
+        self.decryption = Some(Arc::new(decryption));
         self
     }
 
@@ -202,6 +234,29 @@ impl BackupRepository {
     /// Starts a new backup; nothing is visible as complete until
     /// [`BackupWriter::commit`].
     pub fn start_backup(&self, option: BackupOption) -> BackupWriter {
+        self.new_backup(option, None)
+    }
+
+    /// [`start_backup`](Self::start_backup) with options: encryption at rest. Fails when the
+    /// encryption has neither a recipient nor a passphrase.
+    pub fn start_backup_with(
+        &self,
+        option: BackupOption,
+        options: &BackupOptions,
+    ) -> Result<BackupWriter, CoreError> {
+        let keys = match &options.encryption {
+            Some(e) => Some(
+                encryption::WriterKeys::new(e).map_err(|reason| CoreError::Location {
+                    location: self.location.clone(),
+                    reason,
+                })?,
+            ),
+            None => None,
+        };
+        Ok(self.new_backup(option, keys))
+    }
+
+    fn new_backup(&self, option: BackupOption, keys: Option<encryption::WriterKeys>) -> BackupWriter {
         let created_at = Utc::now();
         // Milliseconds keep ids in time order for backups started in the same second.
         let id = format!(
@@ -209,7 +264,7 @@ impl BackupRepository {
             created_at.format("%Y%m%dT%H%M%S%.3fZ"),
             rand::random::<u16>()
         );
-        BackupWriter::new(self.clone(), id, created_at, option)
+        BackupWriter::new(self.clone(), id, created_at, option, keys.map(Arc::new))
     }
 
     /// Every backup prefix with its state, newest first.
@@ -384,8 +439,18 @@ impl BackupRepository {
         BackupManifest::from_json(id, &bytes)
     }
 
-    /// Opens a committed backup, validating its manifest.
+    /// Opens a committed backup, validating its manifest. An encrypted backup needs its key
+    /// ([`with_decryption`](Self::with_decryption)), checked here: without it, or with a wrong
+    /// one, this fails ([`CoreError::Encryption`]) before anything is restored.
     pub async fn open_backup(&self, id: &str) -> Result<BackupReader, CoreError> {
+        let reader = self.open_backup_without_keys(id).await?;
+        let keys = encryption::unlock(self, reader.manifest()).await?;
+        Ok(reader.with_keys(keys))
+    }
+
+    /// Opens a committed backup without checking or holding keys: its artifacts can be
+    /// verified, not decoded.
+    async fn open_backup_without_keys(&self, id: &str) -> Result<BackupReader, CoreError> {
         match self.read_manifest(id).await {
             Ok(m) => Ok(BackupReader::new(self.clone(), m)),
             Err(CoreError::Incomplete { backup }) if !self.has_objects(&backup).await? => {
@@ -401,6 +466,13 @@ impl BackupRepository {
     /// Opens the newest complete backup. Refuses when a newer backup has a manifest that
     /// cannot be read: silently restoring an older one would restore the wrong data.
     pub async fn open_latest(&self) -> Result<BackupReader, CoreError> {
+        let id = self.latest_id().await?;
+        self.open_backup(&id).await
+    }
+
+    /// The id of the newest complete backup, refusing as [`open_latest`](Self::open_latest)
+    /// does; needs no key.
+    pub async fn latest_id(&self) -> Result<String, CoreError> {
         let states = self.list_all().await?;
         let readable = states.iter().find_map(|s| match s {
             BackupState::Complete(c) => Some(c.id.clone()),
@@ -408,7 +480,7 @@ impl BackupRepository {
         });
         for state in &states {
             match state {
-                BackupState::Complete(c) => return self.open_backup(&c.id).await,
+                BackupState::Complete(c) => return Ok(c.id.clone()),
                 BackupState::Unreadable { id, reason } => {
                     return Err(CoreError::NewestUnreadable {
                         backup: id.clone(),
@@ -436,9 +508,10 @@ impl BackupRepository {
     }
 
     /// Re-reads every artifact of a committed backup and reports each missing
-    /// one and each size or SHA-256 mismatch by name. Restores nothing.
+    /// one and each size or SHA-256 mismatch by name. Restores nothing. Needs no key: the
+    /// stored (encrypted) bytes are what is hashed.
     pub async fn verify(&self, id: &str) -> Result<VerifyReport, CoreError> {
-        let reader = self.open_backup(id).await?;
+        let reader = self.open_backup_without_keys(id).await?;
         Ok(verify::verify(&reader).await)
     }
 }

@@ -3,10 +3,12 @@
 //! Raw bytes are fetched by an async task that counts and hashes them; when
 //! the object ends, size and SHA-256 are compared with the manifest and a
 //! mismatch is delivered as the stream's last item, so a reader that reads to
-//! the end can never miss a truncated or corrupt artifact. Decompression
-//! runs on a blocking thread.
+//! the end can never miss a truncated or corrupt artifact. Decryption (age, for an encrypted
+//! backup) and then decompression run on a blocking thread, with the same limits either way:
+//! the output stops at the size the manifest records, zstd's window is capped.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes};
 use futures::StreamExt;
@@ -14,6 +16,7 @@ use object_store::{GetResultPayload, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::encryption::Keys;
 use super::BackupRepository;
 use crate::error::CoreError;
 use crate::manifest::{ArtifactRecord, BackupManifest, Compression};
@@ -32,6 +35,8 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 pub struct BackupReader {
     repo: BackupRepository,
     manifest: std::sync::Arc<BackupManifest>,
+    /// The checked keys of an encrypted backup.
+    keys: Option<Keys>,
 }
 
 impl BackupReader {
@@ -39,7 +44,18 @@ impl BackupReader {
         BackupReader {
             repo,
             manifest: std::sync::Arc::new(manifest),
+            keys: None,
         }
+    }
+
+    pub(super) fn with_keys(mut self, keys: Option<Keys>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Whether the backup's artifacts are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.manifest.encryption.is_some()
     }
 
     /// The backup id.
@@ -63,6 +79,8 @@ impl BackupReader {
             repo: self.repo.clone(),
             backup: self.id().to_string(),
             record: record.clone(),
+            encrypted: self.is_encrypted(),
+            keys: self.keys.clone(),
         }
     }
 }
@@ -73,6 +91,8 @@ pub struct ArtifactReader {
     repo: BackupRepository,
     backup: String,
     record: ArtifactRecord,
+    encrypted: bool,
+    keys: Option<Keys>,
 }
 
 impl ArtifactReader {
@@ -140,19 +160,45 @@ impl ArtifactReader {
     /// code (tar). Reading to the end verifies the artifact; a mismatch is an
     /// `io::Error` wrapping a [`CoreError`].
     pub fn into_blocking_read(self) -> Box<dyn Read + Send> {
-        let raw = RawRead {
-            rx: self.raw(),
-            current: Bytes::new(),
-            done: false,
-        };
-        match self.record.compression {
-            Compression::None => Box::new(raw),
-            Compression::Zstd { .. } => Box::new(ZstdRead::new(
-                raw,
-                self.record.path.clone(),
-                self.record.uncompressed_size,
-            )),
+        let raw = RawRead::new(self.raw());
+        let path = self.record.path.clone();
+        let limit = self.record.uncompressed_size;
+        if !self.encrypted {
+            return match self.record.compression {
+                Compression::None => Box::new(raw),
+                Compression::Zstd { .. } => Box::new(DecodeRead {
+                    inner: zstd_decoder(raw.clone()),
+                    raw,
+                    path,
+                    what: "zstd stream",
+                    decoded: 0,
+                    limit,
+                }),
+            };
         }
+        let Some(keys) = self.keys else {
+            return Box::new(DecodeRead {
+                inner: None,
+                raw,
+                path,
+                what: "age file (no key was given)",
+                decoded: 0,
+                limit,
+            });
+        };
+        let age = AgeRead::Pending(raw.clone(), keys);
+        let (inner, what) = match self.record.compression {
+            Compression::None => (Some(Box::new(age) as Box<dyn Read + Send>), "age file"),
+            Compression::Zstd { .. } => (zstd_decoder(age), "age-encrypted zstd stream"),
+        };
+        Box::new(DecodeRead {
+            inner,
+            raw,
+            path,
+            what,
+            decoded: 0,
+            limit,
+        })
     }
 
     /// The decompressed content as a channel of chunks, decoded on a blocking
@@ -213,7 +259,7 @@ impl ArtifactReader {
 
 /// Refuses an artifact of a local repository that resolves (through a symlink) to a file
 /// outside the repository's directory.
-async fn inside_local_repository(
+pub(super) async fn inside_local_repository(
     root: &std::path::Path,
     object: &object_store::path::Path,
     path: &str,
@@ -362,93 +408,136 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// Raw stored bytes as a blocking reader.
-struct RawRead {
+/// Raw stored bytes as a blocking reader. Clones share the stream, so the stage at the top of
+/// a decoding chain can drain it to run the verification at its end.
+#[derive(Clone)]
+struct RawRead(Arc<Mutex<RawState>>);
+
+struct RawState {
     rx: mpsc::Receiver<Result<Bytes, CoreError>>,
     current: Bytes,
     done: bool,
 }
 
 impl RawRead {
+    fn new(rx: mpsc::Receiver<Result<Bytes, CoreError>>) -> Self {
+        RawRead(Arc::new(Mutex::new(RawState {
+            rx,
+            current: Bytes::new(),
+            done: false,
+        })))
+    }
+
     /// Reads the rest so the verification at the end runs.
-    fn drain(&mut self) -> std::io::Result<()> {
+    fn drain(&self) -> std::io::Result<()> {
         let mut sink = [0u8; 64 * 1024];
-        while self.read(&mut sink)? > 0 {}
+        while self.clone().read(&mut sink)? > 0 {}
         Ok(())
     }
 }
 
 impl Read for RawRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            if self.done {
+        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while state.current.is_empty() {
+            if state.done {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+            match state.rx.blocking_recv() {
+                Some(Ok(chunk)) => state.current = chunk,
                 Some(Err(e)) => {
-                    self.done = true;
+                    state.done = true;
                     return Err(std::io::Error::other(e));
                 }
                 None => {
-                    self.done = true;
+                    state.done = true;
                     return Ok(0);
                 }
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
+        let n = buf.len().min(state.current.len());
+        buf[..n].copy_from_slice(&state.current[..n]);
+        state.current.advance(n);
         Ok(n)
     }
 }
 
-/// zstd-decoded reader that drains the raw stream at the end, so trailing
-/// bytes and the final checksum are always checked, and that stops as soon as
-/// the output passes the size the manifest records (a decompression bomb).
-struct ZstdRead {
-    decoder: Option<zstd::stream::read::Decoder<'static, std::io::BufReader<RawRead>>>,
-    path: String,
-    decoded: u64,
-    limit: u64,
+/// A zstd decoder whose window is capped; `None` when one cannot be made.
+fn zstd_decoder<R: Read + Send + 'static>(input: R) -> Option<Box<dyn Read + Send>> {
+    let mut decoder = zstd::stream::read::Decoder::new(input).ok()?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).ok()?;
+    Some(Box::new(decoder))
 }
 
-impl ZstdRead {
-    fn new(raw: RawRead, path: String, limit: u64) -> Self {
-        let decoder = zstd::stream::read::Decoder::new(raw).ok().and_then(|mut d| {
-            d.window_log_max(ZSTD_WINDOW_LOG_MAX).ok()?;
-            Some(d)
-        });
-        ZstdRead {
-            decoder,
-            path,
-            decoded: 0,
-            limit,
+/// age decryption of the stored bytes, started on the first read (on the blocking thread):
+/// the header was checked with these keys when the backup was opened.
+enum AgeRead {
+    Pending(RawRead, Keys),
+    Reading(Box<age::stream::StreamReader<RawRead>>),
+    Failed,
+}
+
+impl AgeRead {
+    fn start(raw: RawRead, keys: &Keys) -> std::io::Result<age::stream::StreamReader<RawRead>> {
+        let failed = |e: age::DecryptError| match e {
+            // The raw stream's own error (a verification failure) passes through.
+            age::DecryptError::Io(e) => e,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        };
+        age::Decryptor::new(raw)
+            .map_err(failed)?
+            .decrypt(keys.identities())
+            .map_err(failed)
+    }
+}
+
+impl Read for AgeRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let AgeRead::Pending(..) = self {
+            let AgeRead::Pending(raw, keys) = std::mem::replace(self, AgeRead::Failed) else {
+                return Ok(0);
+            };
+            *self = AgeRead::Reading(Box::new(Self::start(raw, &keys)?));
+        }
+        match self {
+            AgeRead::Reading(r) => r.read(buf),
+            _ => Err(std::io::Error::other("age decryption failed earlier")),
         }
     }
 }
 
-impl Read for ZstdRead {
+/// The decoded content (zstd, age, or both) over the raw stream: drains the raw stream at the
+/// end, so trailing bytes and the final checksum are always checked, and stops as soon as the
+/// output passes the size the manifest records (a decompression bomb).
+struct DecodeRead {
+    /// The decoding chain; `None` when it cannot be built (the first read says why).
+    inner: Option<Box<dyn Read + Send>>,
+    /// The raw stream at the bottom of the chain.
+    raw: RawRead,
+    path: String,
+    /// What the stored bytes should be, for messages.
+    what: &'static str,
+    decoded: u64,
+    limit: u64,
+}
+
+impl Read for DecodeRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let Some(decoder) = self.decoder.as_mut() else {
+        let Some(inner) = self.inner.as_mut() else {
             return Err(std::io::Error::other(CoreError::Codec {
                 operation: "decompression",
                 path: self.path.clone(),
-                source: std::io::Error::other("cannot create a zstd decoder"),
+                source: std::io::Error::other(format!("cannot decode the {}", self.what)),
             }));
         };
-        let n = decoder.read(buf).map_err(|e| {
+        let n = inner.read(buf).map_err(|e| {
             // A verification failure underneath wins over the decoder's complaint.
-            let mut raw_err = None;
-            if let Err(raw) = decoder.get_mut().get_mut().drain() {
-                raw_err = Some(raw);
-            }
-            match raw_err {
-                Some(raw) => raw,
-                None if e.get_ref().is_some_and(|inner| inner.is::<CoreError>()) => e,
-                None => std::io::Error::other(CoreError::CorruptArtifact {
+            match self.raw.drain() {
+                Err(raw) => raw,
+                Ok(()) if e.get_ref().is_some_and(|inner| inner.is::<CoreError>()) => e,
+                Ok(()) => std::io::Error::other(CoreError::CorruptArtifact {
                     path: self.path.clone(),
-                    problem: format!("not a valid zstd stream: {e}"),
+                    problem: format!("not a valid {}: {e}", self.what),
                 }),
             }
         })?;
@@ -463,7 +552,7 @@ impl Read for ZstdRead {
             }));
         }
         if n == 0 && !buf.is_empty() {
-            decoder.get_mut().get_mut().drain()?;
+            self.raw.drain()?;
         }
         Ok(n)
     }

@@ -2,8 +2,8 @@
 //!
 //! An artifact flows through three stages so that no stage waits on another
 //! and memory stays bounded whatever the artifact's size:
-//! caller → (bounded channel) → encoder thread (zstd + SHA-256 of the stored
-//! bytes) → (bounded channel) → upload task (one `put` for small artifacts,
+//! caller → (bounded channel) → encoder thread (zstd, then age encryption when the backup is
+//! encrypted, then SHA-256 of the stored bytes) → (bounded channel) → upload task (one `put` for small artifacts,
 //! a multipart upload of [`PART_SIZE`] parts otherwise).
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::encryption::{WriterKeys, PASSPHRASE_KEY_FILE};
 use super::lease::{self, LEASE_FILE};
 use super::{validate_relative_path, BackupRepository, PART_SIZE};
 use crate::error::CoreError;
@@ -99,6 +100,8 @@ struct WriterState {
     aborted: std::sync::atomic::AtomicBool,
     /// Upload tasks still running (abort waits for them before deleting).
     in_flight: tokio::sync::watch::Sender<usize>,
+    /// The age keys every artifact is encrypted with; `None` stores artifacts as they are.
+    keys: Option<Arc<WriterKeys>>,
 }
 
 /// Counts an upload task as in flight while it lives.
@@ -126,6 +129,7 @@ impl BackupWriter {
         id: String,
         created_at: DateTime<Utc>,
         option: BackupOption,
+        keys: Option<Arc<WriterKeys>>,
     ) -> Self {
         BackupWriter {
             inner: Arc::new(WriterState {
@@ -138,6 +142,7 @@ impl BackupWriter {
                 stop_renewal: tokio::sync::watch::channel(false).0,
                 aborted: std::sync::atomic::AtomicBool::new(false),
                 in_flight: tokio::sync::watch::channel(0).0,
+                keys,
             }),
         }
     }
@@ -179,10 +184,39 @@ impl BackupWriter {
                     repo.lease_duration,
                     self.inner.stop_renewal.subscribe(),
                 );
+                self.put_passphrase_key().await?;
                 Ok::<(), CoreError>(())
             })
             .await
             .map(|_| ())
+    }
+
+    /// With a passphrase: stores the backup identity, encrypted with it (scrypt, on a blocking
+    /// thread), as [`PASSPHRASE_KEY_FILE`].
+    async fn put_passphrase_key(&self) -> Result<(), CoreError> {
+        let Some(keys) = self.inner.keys.clone() else {
+            return Ok(());
+        };
+        let codec = |source| CoreError::Codec {
+            operation: "encryption",
+            path: PASSPHRASE_KEY_FILE.into(),
+            source,
+        };
+        let file = tokio::task::spawn_blocking(move || keys.passphrase_key_file())
+            .await
+            .map_err(|e| codec(std::io::Error::other(e.to_string())))?
+            .map_err(codec)?;
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let path = self.inner.repo.object_path(&self.inner.id, PASSPHRASE_KEY_FILE);
+        self.inner
+            .repo
+            .store
+            .put(&path, PutPayload::from(file))
+            .await
+            .map_err(|e| CoreError::store("put", path.to_string(), e))?;
+        self.make_private(PASSPHRASE_KEY_FILE).await
     }
 
     /// Ends the lease: stops renewing it and deletes it.
@@ -315,6 +349,7 @@ impl BackupWriter {
             plan,
             stores,
             warnings,
+            encryption: self.inner.keys.as_ref().map(|k| k.info.clone()),
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         let path = self.inner.repo.object_path(&self.inner.id, MANIFEST_FILE);
@@ -385,7 +420,8 @@ impl ArtifactWriter {
         let (enc_tx, enc_rx) = mpsc::channel::<Result<Encoded, CoreError>>(CHANNEL_DEPTH);
         let enc_path = path.clone();
         let compression = options.compression;
-        tokio::task::spawn_blocking(move || encode(rx, enc_tx, compression, &enc_path));
+        let keys = backup.inner.keys.clone();
+        tokio::task::spawn_blocking(move || encode(rx, enc_tx, compression, keys.as_deref(), &enc_path));
         let in_flight = InFlight::new(&backup.inner.in_flight);
         let upload_path = path.clone();
         let upload = tokio::spawn(async move {
@@ -552,11 +588,54 @@ impl Write for EncodedSink {
     }
 }
 
-/// The encoder stage, on a blocking thread.
+/// The stored bytes' last stage: age encryption, or none.
+enum Cipher {
+    Plain(EncodedSink),
+    Age(age::stream::StreamWriter<EncodedSink>),
+}
+
+impl Cipher {
+    fn new(sink: EncodedSink, keys: Option<&WriterKeys>) -> std::io::Result<Self> {
+        match keys {
+            None => Ok(Cipher::Plain(sink)),
+            Some(keys) => {
+                let encryptor = keys.encryptor().map_err(std::io::Error::other)?;
+                Ok(Cipher::Age(encryptor.wrap_output(sink)?))
+            }
+        }
+    }
+
+    /// Writes the last encrypted chunk (its tag marks the end).
+    fn finish(self) -> std::io::Result<EncodedSink> {
+        match self {
+            Cipher::Plain(sink) => Ok(sink),
+            Cipher::Age(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for Cipher {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Cipher::Plain(sink) => sink.write(data),
+            Cipher::Age(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Cipher::Plain(sink) => sink.flush(),
+            Cipher::Age(w) => w.flush(),
+        }
+    }
+}
+
+/// The encoder stage, on a blocking thread: compression, then encryption, then hashing.
 fn encode(
     mut rx: mpsc::Receiver<Input>,
     tx: mpsc::Sender<Result<Encoded, CoreError>>,
     compression: Compression,
+    keys: Option<&WriterKeys>,
     path: &str,
 ) {
     let sink = EncodedSink {
@@ -571,6 +650,11 @@ fn encode(
         source,
     };
     let result = (|| -> Result<Option<(EncodedSink, u64)>, CoreError> {
+        let sink = Cipher::new(sink, keys).map_err(|source| CoreError::Codec {
+            operation: "encryption",
+            path: path.into(),
+            source,
+        })?;
         let mut uncompressed = 0u64;
         match compression {
             Compression::None => {
@@ -581,7 +665,7 @@ fn encode(
                             uncompressed += d.len() as u64;
                             sink.write_all(&d).map_err(codec_err)?;
                         }
-                        Input::Finish => return Ok(Some((sink, uncompressed))),
+                        Input::Finish => return Ok(Some((sink.finish().map_err(codec_err)?, uncompressed))),
                     }
                 }
                 Ok(None)
@@ -594,7 +678,10 @@ fn encode(
                             uncompressed += d.len() as u64;
                             enc.write_all(&d).map_err(codec_err)?;
                         }
-                        Input::Finish => return Ok(Some((enc.finish().map_err(codec_err)?, uncompressed))),
+                        Input::Finish => {
+                            let cipher = enc.finish().map_err(codec_err)?;
+                            return Ok(Some((cipher.finish().map_err(codec_err)?, uncompressed)));
+                        }
                     }
                 }
                 Ok(None)
