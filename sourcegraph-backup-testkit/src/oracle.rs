@@ -196,7 +196,8 @@ fn normalize_dump(dump: &str) -> String {
 }
 
 /// Row count and content hash of every ordinary and partitioned table outside the system
-/// schemas. The hash is md5 over the rows' text forms sorted bytewise (`COLLATE "C"`, so it does
+/// schemas. The hash is md5 over the rows' text forms (`(t.*)::text`: a column named `t` would
+/// shadow the row alias in `t::text`) sorted bytewise (`COLLATE "C"`, so it does
 /// not depend on the database collation); rows are hashed one by one first to bound the size of
 /// the aggregate. A partitioned table's rows are those of all its partitions.
 pub async fn table_fingerprints(cluster: &PgCluster, db: &str) -> Result<TableFingerprints> {
@@ -205,7 +206,7 @@ pub async fn table_fingerprints(cluster: &PgCluster, db: &str) -> Result<TableFi
     for name in user_relations(&client, db, "('r', 'p')", "listing tables").await? {
         let query = format!(
             "SELECT count(*)::int8, \
-                    md5(coalesce(string_agg(md5(t::text), E'\\n' ORDER BY t::text COLLATE \"C\"), '')) \
+                    md5(coalesce(string_agg(md5((t.*)::text), E'\\n' ORDER BY (t.*)::text COLLATE \"C\"), '')) \
              FROM {name} t"
         );
         let fingerprint = client
