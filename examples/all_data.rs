@@ -12,8 +12,8 @@
 //! ```
 //!
 //! On Docker Compose, volumes are found under /var/lib/docker/volumes; `--volume NAME=PATH`
-//! points one elsewhere, `--external NAME` leaves it out. The `sourcegraph-backup` command does
-//! the same with `--option all`, and more.
+//! points one elsewhere, `--external NAME` leaves it out. `sourcegraph-backup --option all`
+//! does the same, and more.
 
 use std::process::ExitCode;
 
@@ -110,9 +110,9 @@ async fn run(cli: Cli) -> Result<String, Error> {
             let repo = BackupRepository::open(&to)?;
             Ok(backup.run(repo, progress()).await?.to_string())
         }
-        Cli::Restore { instance: places, from } => {
+        Cli::Restore { instance: p, from } => {
             let latest = BackupRepository::open(&from)?.open_latest().await?;
-            let restore = instance(&places)?.restore(latest, &RestoreOptions::new())?;
+            let restore = instance(&p)?.restore(latest, &RestoreOptions::new())?;
             Ok(restore.run(progress()).await?.to_string())
         }
     }

@@ -78,7 +78,9 @@ async fn run(cli: Cli) -> Result<String, Error> {
     match cli {
         Cli::Backup { place, to } => {
             let backup = instance(&place)?.plan(BackupOption::ConfigOnly)?;
-            let summary = backup.run(BackupRepository::open(&to)?, ProgressSink::disabled()).await?;
+            let summary = backup
+                .run(BackupRepository::open(&to)?, ProgressSink::disabled())
+                .await?;
             Ok(summary.to_string())
         }
         Cli::Restore {

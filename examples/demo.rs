@@ -381,7 +381,10 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {}", sourcegraph_backup::core::redact::redact_text(&e.to_string()));
+            eprintln!(
+                "error: {}",
+                sourcegraph_backup::core::redact::redact_text(&e.to_string())
+            );
             ExitCode::FAILURE
         }
     }

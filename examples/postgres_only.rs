@@ -3,15 +3,13 @@
 //! databases of a new server, as consistent logical dumps.
 //!
 //! ```text
-//! cargo run --release --example postgres_only -- backup --from-env --to s3://bucket/sourcegraph
 //! cargo run --release --example postgres_only -- backup --pgsql postgres://sg@db/sg --to ./backups
 //! cargo run --release --example postgres_only -- restore --from ./backups \
 //!     --pgsql postgres://sg@new-db/sg --codeintel postgres://sg@new-db/codeintel
 //! ```
 //!
-//! A backup takes the databases it is given: `--pgsql` (not recreatable) is required, the
-//! others are left out, with the reason, when not given. The `sourcegraph-backup` command does
-//! the same with `--option postgres`, and more.
+//! `--pgsql` (not recreatable) is required; the others are left out, with the reason, when
+//! not given. `sourcegraph-backup --option postgres` does the same, and more.
 
 use std::process::ExitCode;
 
@@ -77,7 +75,10 @@ fn instance(dbs: &Databases) -> Result<Instance, Error> {
             instance = instance.database_url(db, url)?;
         }
     }
-    Ok(if dbs.from_env { instance.databases_from_env()? } else { instance })
+    if dbs.from_env {
+        return Ok(instance.databases_from_env()?);
+    }
+    Ok(instance)
 }
 
 /// A progress sink that prints each table as its rows go by, and each database when done.
@@ -108,9 +109,14 @@ async fn run(cli: Cli) -> Result<String, Error> {
             let repo = BackupRepository::open(&to)?;
             Ok(backup.run(repo, progress()).await?.to_string())
         }
-        Cli::Restore { databases, from, clean } => {
+        Cli::Restore {
+            databases,
+            from,
+            clean,
+        } => {
             let latest = BackupRepository::open(&from)?.open_latest().await?;
-            let restore = instance(&databases)?.restore(latest, &RestoreOptions::new().clean(clean))?;
+            let options = RestoreOptions::new().clean(clean);
+            let restore = instance(&databases)?.restore(latest, &options)?;
             Ok(restore.run(progress()).await?.to_string())
         }
     }

@@ -533,6 +533,72 @@ async fn postgres_round_trip_is_identical() {
         3
     );
     assert_same_instance(&src, &dst).await;
+
+    // compare, the oracle offered to users: the restored instance is identical ...
+    let mut pairs = Vec::new();
+    for (flag, with, db) in [
+        ("--pgsql", "--with", "sg"),
+        ("--codeintel", "--codeintel-with", "codeintel"),
+        ("--codeinsights", "--codeinsights-with", "codeinsights"),
+    ] {
+        pairs.extend([flag.to_string(), src.url(db), with.to_string(), dst.url(db)]);
+    }
+    let mut args = strings(&["compare", "--json"]);
+    args.extend(pairs.clone());
+    let out = run_async(POSTGRES, args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["ok"], true);
+    let databases = report["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 3);
+    for d in databases {
+        assert_eq!(d["identical"], true, "{d}");
+        assert!(d["report"]["compared"]["tables"].as_u64().unwrap() > 0, "{d}");
+    }
+    // ... until one row of the target changes: exit 1, and that table is the one difference.
+    dst.batch_execute(
+        "sg",
+        "UPDATE public.saved_searches SET description = 'planted' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    let mut args = strings(&["compare"]);
+    args.extend(pairs);
+    let out = run_async(POSTGRES, args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let differences: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("table: ") || l.starts_with("schema: ") || l.starts_with("sequence: "))
+        .collect();
+    assert_eq!(differences.len(), 1, "{text}");
+    assert!(differences[0].contains("saved_searches"), "{text}");
+    assert!(text.contains("1 differences:"), "{text}");
+    assert_eq!(
+        text.matches("identical: ").count(),
+        2,
+        "codeintel and codeinsights are still identical: {text}"
+    );
+    let out = run_async(
+        POSTGRES,
+        strings(&[
+            "compare",
+            "--pgsql",
+            &src.url("sg"),
+            "--with",
+            &dst.url("sg"),
+            "--skip-schema",
+            "--json",
+        ]),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout_json(&out);
+    assert_eq!(report["ok"], false);
+    let d = &report["databases"][0];
+    assert_eq!(d["database"], "pgsql");
+    assert_eq!(d["differences"].as_array().unwrap().len(), 1, "{d}");
+    assert!(d["report"]["schema"].as_array().unwrap().is_empty());
 }
 
 fn git(args: &[&str], dir: &Path) {

@@ -77,35 +77,61 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn config_only_backs_up_and_restores_files_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, repo, output) = (tmp.path().join("in"), tmp.path().join("repo"), tmp.path().join("out"));
+    let (input, repo, output) = (
+        tmp.path().join("in"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(
         input.join("site-config.json"),
         "{\n  // kept\n  \"externalURL\": \"https://sg.example.com\",\n}\n",
     )
     .unwrap();
-    let out = run("config_only", &["backup", "--config-files", path(&input), "--to", path(&repo)]);
+    std::fs::write(
+        input.join("global-settings.json"),
+        "{\"search.defaultPatternType\": \"keyword\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("extsvc-config.json"),
+        "{\"GITHUB\": [{\"url\": \"https://github.com\", \"token\": \"t\", \"repos\": [\"acme/app\"]}]}\n",
+    )
+    .unwrap();
+    let out = run(
+        "config_only",
+        &["backup", "--config-files", path(&input), "--to", path(&repo)],
+    );
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).lines().any(|l| l.starts_with("config ") && l.ends_with("included")));
+    assert!(stdout(&out)
+        .lines()
+        .any(|l| l.starts_with("config ") && l.ends_with("included")));
     let args = ["restore", "--from", path(&repo), "--config-files", path(&output)];
     let out = run("config_only", &[&args[..], &["--dry-run"]].concat());
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("would restore") && !output.exists());
     let out = run("config_only", &args);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        std::fs::read(input.join("site-config.json")).unwrap(),
-        std::fs::read(output.join("site-config.json")).unwrap()
-    );
+    for f in ["site-config.json", "global-settings.json", "extsvc-config.json"] {
+        assert_eq!(
+            std::fs::read(input.join(f)).unwrap(),
+            std::fs::read(output.join(f)).unwrap(),
+            "{f}"
+        );
+    }
     // Neither place given: refused by the argument parser.
-    assert_eq!(run("config_only", &["backup", "--to", path(&repo)]).status.code(), Some(2));
+    assert_eq!(
+        run("config_only", &["backup", "--to", path(&repo)]).status.code(),
+        Some(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_only_restores_an_identical_main_database() {
     let cluster = PgCluster::start().await.unwrap();
     cluster.create_database("sg").await.unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("sourcegraph-backup-testkit/fixtures/frontend.sql");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sourcegraph-backup-testkit/fixtures/frontend.sql");
     cluster.execute_sql_file("sg", &fixture).await.unwrap();
     cluster.create_database("sg_restored").await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -119,7 +145,9 @@ async fn postgres_only_restores_an_identical_main_database() {
     .await
     .unwrap();
     assert_eq!(out.0.status.code(), Some(0));
-    assert!(stdout(&out.0).lines().any(|l| l.starts_with("codeintel-db ") && l.contains("not given")));
+    assert!(stdout(&out.0)
+        .lines()
+        .any(|l| l.starts_with("codeintel-db ") && l.contains("not given")));
     assert_eq!(out.1.status.code(), Some(0));
     oracle::compare(&cluster, "sg", &cluster, "sg_restored")
         .await
@@ -132,7 +160,11 @@ fn all_data_backs_up_and_restores_a_volume() {
     let tmp = tempfile::tempdir().unwrap();
     let volume = tmp.path().join("gitserver-0");
     std::fs::create_dir_all(volume.join("github.com/acme/app.git/objects")).unwrap();
-    std::fs::write(volume.join("github.com/acme/app.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(
+        volume.join("github.com/acme/app.git/HEAD"),
+        "ref: refs/heads/main\n",
+    )
+    .unwrap();
     let repo = tmp.path().join("repo");
     let mut args = vec![
         "backup".to_string(),
@@ -160,7 +192,9 @@ fn all_data_backs_up_and_restores_a_volume() {
     let spec = format!("gitserver-0={}", restored.display());
     let out = run("all_data", &["restore", "--from", path(&repo), "--volume", &spec]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).lines().any(|l| l.starts_with("gitserver-0 ") && l.ends_with("restored")));
+    assert!(stdout(&out)
+        .lines()
+        .any(|l| l.starts_with("gitserver-0 ") && l.ends_with("restored")));
     assert_eq!(tree(&volume), tree(&restored));
     // Into the same, now non-empty directory: refused, naming the way out.
     let out = run("all_data", &["restore", "--from", path(&repo), "--volume", &spec]);

@@ -315,7 +315,7 @@ pub struct RepoArgs {
 #[derive(Args)]
 pub struct CompareArgs {
     /// The main database to compare (e.g. the source of a migration).
-    #[arg(long, value_name = "URL", requires = "with")]
+    #[arg(long, value_name = "URL")]
     pub pgsql: Option<String>,
     /// The database to compare --pgsql with (e.g. where it was restored); with only one
     /// of --pgsql, --codeintel, --codeinsights, the one given.
@@ -333,6 +333,14 @@ pub struct CompareArgs {
     /// The database to compare --codeinsights with.
     #[arg(long, value_name = "URL")]
     pub codeinsights_with: Option<String>,
+    /// Compare data and sequences only, not the schema (across PostgreSQL major versions,
+    /// each server deparses view and function bodies its own way).
+    #[arg(long)]
+    pub skip_schema: bool,
+    /// Connections per database hashing tables.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     #[command(flatten)]
     pub output: Output,
 }
@@ -351,6 +359,9 @@ pub struct ForgetArgs {
     /// Keep the newest complete backup of each of the last N weeks that have one.
     #[arg(long, value_name = "N")]
     pub keep_weekly: Option<u32>,
+    /// Keep the newest complete backup of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
     /// Say what would be removed, and remove nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -3,10 +3,14 @@
 use std::future::Future;
 
 use sourcegraph_backup::core::model::Database;
-use sourcegraph_backup::core::{BackupOption, BackupReader, BackupRepository, CoreError};
+use sourcegraph_backup::core::{
+    BackupOption, BackupReader, BackupRepository, CoreError, ForgetReport, RetentionPolicy,
+};
 use sourcegraph_backup::deployment::{
     parse_connection, ConfigSource, DeploymentError, Instance, PlanProblem, RestoreOptions,
 };
+use sourcegraph_backup::pg::compare::{compare as pg_compare, CompareOptions, CompareReport};
+use sourcegraph_backup::pg::PgConnectionConfig;
 use sourcegraph_backup::report::{CleanReport, ListReport, PlanReport, Summary, VerifySummary};
 
 use crate::args::{
@@ -394,14 +398,205 @@ pub async fn clean(args: RepoArgs) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// `compare`.
-pub async fn compare(args: CompareArgs) -> Result<bool, Error> {
-    let _ = args;
-    Err("compare: not wired yet".into())
+/// One pair of databases `compare` compares.
+struct Pair {
+    database: Database,
+    source: PgConnectionConfig,
+    target: PgConnectionConfig,
 }
 
-/// `forget`.
+/// The pairs the flags give: `--pgsql` with `--with`, `--codeintel` with `--codeintel-with`,
+/// `--codeinsights` with `--codeinsights-with`; `--with` also pairs with the only database
+/// given.
+fn compare_pairs(args: &CompareArgs) -> Result<Vec<Pair>, Error> {
+    let sources = [
+        (Database::Frontend, &args.pgsql, &args.with),
+        (Database::CodeIntel, &args.codeintel, &args.codeintel_with),
+        (
+            Database::CodeInsights,
+            &args.codeinsights,
+            &args.codeinsights_with,
+        ),
+    ];
+    for (db, source, own_target) in &sources {
+        if *db != Database::Frontend && source.is_none() && own_target.is_some() {
+            let flag = flag_of(*db);
+            return Err(Usage(format!(
+                "{flag}-with needs {flag} URL: the database to compare with it"
+            ))
+            .into());
+        }
+    }
+    let given = sources.iter().filter(|(_, s, _)| s.is_some()).count();
+    if given == 0 {
+        return Err(Usage(
+            "give the databases to compare: --pgsql URL --with URL (or --codeintel URL --codeintel-with URL, \
+             --codeinsights URL --codeinsights-with URL)"
+                .into(),
+        )
+        .into());
+    }
+    let mut pairs = Vec::new();
+    let mut with_used = args.pgsql.is_some();
+    for (db, source, own_target) in sources {
+        let flag = flag_of(db);
+        let with_flag = match db {
+            Database::Frontend => "--with".to_string(),
+            _ => format!("{flag}-with"),
+        };
+        let target = match (own_target, db) {
+            (Some(t), _) => Some(t),
+            (None, Database::Frontend) => None,
+            (None, _) if given == 1 && args.pgsql.is_none() && source.is_some() => {
+                with_used = args.with.is_some();
+                args.with.as_ref()
+            }
+            (None, _) => None,
+        };
+        match (source, target) {
+            (Some(source), Some(target)) => pairs.push(Pair {
+                database: db,
+                source: parse_connection(source).map_err(|e| format!("{flag}: {e}"))?,
+                target: parse_connection(target).map_err(|e| format!("{with_flag}: {e}"))?,
+            }),
+            (Some(_), None) => {
+                return Err(Usage(format!(
+                    "{flag} needs {with_flag} URL: the database to compare it with"
+                ))
+                .into())
+            }
+            (None, _) => {}
+        }
+    }
+    if args.with.is_some() && !with_used {
+        return Err(Usage("--with pairs with --pgsql, or with the only database given".into()).into());
+    }
+    Ok(pairs)
+}
+
+/// What `compare` found for one pair of databases.
+#[derive(serde::Serialize)]
+struct Compared {
+    /// `pgsql`, `codeintel-db` or `codeinsights-db`.
+    database: String,
+    /// Whether nothing differs.
+    identical: bool,
+    /// The differences, one line each.
+    differences: Vec<String>,
+    /// The library's full report.
+    report: CompareReport,
+}
+
+/// What `compare` prints with `--json`.
+#[derive(serde::Serialize)]
+struct CompareOutput {
+    command: &'static str,
+    /// Whether every pair is identical.
+    ok: bool,
+    databases: Vec<Compared>,
+}
+
+impl std::fmt::Display for CompareOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.databases.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(
+                f,
+                "{}: {} / {}",
+                c.database, c.report.source.endpoint, c.report.target.endpoint
+            )?;
+            write!(f, "{}", c.report)?;
+        }
+        Ok(())
+    }
+}
+
+/// `compare`: exit 0 when every pair is identical, 1 with the differences listed.
+pub async fn compare(args: CompareArgs) -> Result<bool, Error> {
+    let pairs = compare_pairs(&args)?;
+    let options = CompareOptions::default()
+        .schema(!args.skip_schema)
+        .jobs(usize::from(args.jobs));
+    let mut databases = Vec::new();
+    for pair in pairs {
+        tracing::info!(database = %pair.database, "comparing");
+        let report = pg_compare(&pair.source, &pair.target, &options)
+            .await
+            .map_err(|e| format!("comparing {}: {e}", pair.database))?;
+        databases.push(Compared {
+            database: pair.database.to_string(),
+            identical: report.is_identical(),
+            differences: report.differences(),
+            report,
+        });
+    }
+    let output = CompareOutput {
+        command: "compare",
+        ok: databases.iter().all(|d| d.identical),
+        databases,
+    };
+    print(&output, args.output.json);
+    Ok(output.ok)
+}
+
+/// What `forget` prints with `--json`.
+#[derive(serde::Serialize)]
+struct ForgetOutput {
+    command: &'static str,
+    ok: bool,
+    location: String,
+    #[serde(flatten)]
+    report: ForgetReport,
+}
+
+impl std::fmt::Display for ForgetOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.report)?;
+        let verb = if self.report.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        write!(
+            f,
+            "forget {}: {} kept, {} {verb}{}",
+            self.location,
+            self.report.kept.len(),
+            self.report.removed.len(),
+            if self.report.dry_run {
+                " (dry run: nothing was removed)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// `forget`: applies the retention policy.
 pub async fn forget(args: ForgetArgs) -> Result<bool, Error> {
-    let _ = args;
-    Err("forget: not wired yet".into())
+    let repo = open_source(&args.from.from)?;
+    let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    let mut policy = RetentionPolicy::new()
+        .keep_last(count(args.keep_last))
+        .allow_removing_last(args.allow_removing_all);
+    if let Some(n) = args.keep_daily {
+        policy = policy.keep_daily(count(n));
+    }
+    if let Some(n) = args.keep_weekly {
+        policy = policy.keep_weekly(count(n));
+    }
+    if let Some(n) = args.keep_monthly {
+        policy = policy.keep_monthly(count(n));
+    }
+    let report = repo.forget(&policy, args.dry_run).await?;
+    let output = ForgetOutput {
+        command: "forget",
+        ok: true,
+        location: repo.location().to_string(),
+        report,
+    };
+    print(&output, args.output.json);
+    Ok(true)
 }

@@ -68,6 +68,7 @@ impl std::fmt::Display for PlanProblem {
 
 /// A restore that failed after it started: what it did is in the summary.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct PartlyRestored {
     /// What was restored, what failed (with why), what was not started.
     pub summary: Box<Summary>,

@@ -16,7 +16,7 @@
 //! // The source: the databases Sourcegraph's services use (PG*, CODEINTEL_PG*, ...), the
 //! // volumes of a Docker Compose deployment, the code insights database left out.
 //! let source = Instance::docker_compose().databases_from_env()?.external("codeinsights-db");
-//! let backup = source.plan(sourcegraph_backup::core::BackupOption::AllData)?; // refuses what cannot run
+//! let backup = source.plan(BackupOption::AllData)?; // refuses what cannot run, naming it all
 //! println!("{}", backup.report()); // what is included and skipped, and why
 //! let repo = BackupRepository::open("s3://backups/sourcegraph")?;
 //! let summary = backup.run(repo.clone(), ProgressSink::disabled()).await?;
@@ -29,7 +29,6 @@
 //! let restore = target.restore(repo.open_latest().await?, &RestoreOptions::new())?;
 //! restore.check_targets().await?; // reachable, empty
 //! println!("{}", restore.run(ProgressSink::disabled()).await?);
-//! # let _ = BackupOption::ConfigOnly;
 //! # Ok(()) }
 //! ```
 

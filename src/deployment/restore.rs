@@ -90,6 +90,7 @@ impl RestoreOptions {
         self.dry_run
     }
 
+    #[allow(clippy::field_reassign_with_default)] // RenderOptions may become #[non_exhaustive]
     fn render(&self) -> RenderOptions {
         let mut render = RenderOptions::default();
         render.include_owners = self.owners;

@@ -88,6 +88,8 @@ pub fn connection_from_env(db: Database) -> Result<PgConnectionConfig, PgError> 
 }
 
 /// The store of one of the three databases.
+// Fields set one by one: the store crates' option structs may become #[non_exhaustive].
+#[allow(clippy::field_reassign_with_default)]
 pub(crate) fn database(db: Database, conn: PgConnectionConfig, tuning: &Tuning) -> StoreHandle {
     let mut export = PgExportOptions::default();
     export.jobs = tuning.jobs;
@@ -117,6 +119,7 @@ pub enum ConfigSource {
 }
 
 /// The configuration store at `source`.
+#[allow(clippy::field_reassign_with_default)]
 pub(crate) fn config(source: ConfigSource, tuning: &Tuning) -> StoreHandle {
     let store = match source {
         ConfigSource::Database(conn) => ConfigStore::database(*conn),

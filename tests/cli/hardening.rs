@@ -331,70 +331,67 @@ fn list_shows_every_backup_and_clean_removes_abandoned_ones() {
     let (repo_dir, good) = listing_repo(tmp.path());
     let repo = path(&repo_dir).to_string();
 
-    for example in [ALL] {
-        let out = run(example, &["list", "--from", &repo]);
-        assert_eq!(out.status.code(), Some(1), "{example}: something needs attention");
-        let text = stdout(&out);
-        let line = |id: &str| {
-            text.lines()
-                .find(|l| l.starts_with(id))
-                .unwrap_or_else(|| panic!("{example}: no line for {id} in\n{text}"))
-                .to_string()
-        };
-        assert!(line(&good).contains(" complete "), "{text}");
-        let unreadable = line(UNREADABLE);
-        assert!(
-            unreadable.contains(" unreadable ") && unreadable.contains("format version 2"),
-            "{text}"
-        );
-        let running = line(RUNNING);
-        assert!(
-            running.contains(" in progress ") && running.contains("backup-host") && running.contains("4242"),
-            "{text}"
-        );
-        let abandoned = line(ABANDONED);
-        assert!(
-            abandoned.contains(" abandoned ")
-                && abandoned.contains("3h 1m ago")
-                && abandoned.contains("clean"),
-            "{text}"
-        );
-        // Newest first.
-        let order: Vec<usize> = [UNREADABLE, good.as_str(), RUNNING, ABANDONED]
-            .iter()
-            .map(|id| text.find(id).unwrap())
-            .collect();
-        let mut sorted = order.clone();
-        sorted.sort();
-        assert_eq!(order, sorted, "{text}");
+    let example = "list";
+    let out = run(ALL, &["list", "--from", &repo]);
+    assert_eq!(out.status.code(), Some(1), "{example}: something needs attention");
+    let text = stdout(&out);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{example}: no line for {id} in\n{text}"))
+            .to_string()
+    };
+    assert!(line(&good).contains(" complete "), "{text}");
+    let unreadable = line(UNREADABLE);
+    assert!(
+        unreadable.contains(" unreadable ") && unreadable.contains("format version 2"),
+        "{text}"
+    );
+    let running = line(RUNNING);
+    assert!(
+        running.contains(" in progress ") && running.contains("backup-host") && running.contains("4242"),
+        "{text}"
+    );
+    let abandoned = line(ABANDONED);
+    assert!(
+        abandoned.contains(" abandoned ") && abandoned.contains("3h 1m ago") && abandoned.contains("clean"),
+        "{text}"
+    );
+    // Newest first.
+    let order: Vec<usize> = [UNREADABLE, good.as_str(), RUNNING, ABANDONED]
+        .iter()
+        .map(|id| text.find(id).unwrap())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "{text}");
 
-        let out = run(example, &["list", "--from", &repo, "--json"]);
-        assert_eq!(out.status.code(), Some(1));
-        let list = stdout_json(&out);
-        assert_eq!(list["ok"], false, "{list}");
-        assert_eq!(list["empty"], false);
-        assert_eq!(list["backups"].as_array().unwrap().len(), 1);
-        assert_eq!(list["backups"][0]["id"], good.as_str());
-        assert_eq!(list["backups"][0]["state"], "complete");
-        assert_eq!(list["unreadable"][0]["id"], UNREADABLE);
-        assert!(list["unreadable"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("format version 2"));
-        let incomplete = list["incomplete"].as_array().unwrap();
-        let state = |id: &str| {
-            incomplete
-                .iter()
-                .find(|i| i["id"] == id)
-                .unwrap_or_else(|| panic!("{id} not in {list}"))
-                .clone()
-        };
-        assert_eq!(state(RUNNING)["state"], "in-progress");
-        assert_eq!(state(RUNNING)["lease"]["pid"], 4242);
-        assert_eq!(state(ABANDONED)["state"], "abandoned");
-        assert!(state(ABANDONED)["age_seconds"].as_i64().unwrap() >= 3 * 3600);
-        assert_eq!(list["problems"].as_array().unwrap().len(), 2, "{list}");
-    }
+    let out = run(ALL, &["list", "--from", &repo, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let list = stdout_json(&out);
+    assert_eq!(list["ok"], false, "{list}");
+    assert_eq!(list["empty"], false);
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1);
+    assert_eq!(list["backups"][0]["id"], good.as_str());
+    assert_eq!(list["backups"][0]["state"], "complete");
+    assert_eq!(list["unreadable"][0]["id"], UNREADABLE);
+    assert!(list["unreadable"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("format version 2"));
+    let incomplete = list["incomplete"].as_array().unwrap();
+    let state = |id: &str| {
+        incomplete
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {list}"))
+            .clone()
+    };
+    assert_eq!(state(RUNNING)["state"], "in-progress");
+    assert_eq!(state(RUNNING)["lease"]["pid"], 4242);
+    assert_eq!(state(ABANDONED)["state"], "abandoned");
+    assert!(state(ABANDONED)["age_seconds"].as_i64().unwrap() >= 3 * 3600);
+    assert_eq!(list["problems"].as_array().unwrap().len(), 2, "{list}");
 
     // Without --backup, restore and verify refuse the unreadable newest backup, naming it
     // and the --backup to use instead.

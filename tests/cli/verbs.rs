@@ -328,3 +328,154 @@ fn logs_follow_rust_log_and_hold_no_secret() {
     assert!(stderr(&out).contains("planned the backup"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("SECRET2"), "{}", stderr(&out));
 }
+
+/// An incomplete backup no running backup owns, last written three hours ago.
+fn make_abandoned(repo: &Path, id: &str) {
+    let dir = repo.join(id).join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("site.jsonc.zst"), b"partial").unwrap();
+}
+
+/// The ids of the complete backups `list --json` shows, newest first.
+fn complete_backups(repo: &Path) -> Vec<String> {
+    let list = stdout_json(&sg(&["list", "--from", path(repo), "--json"]));
+    list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn forget_keeps_what_the_policy_says_and_never_the_last_backup_unless_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    write_config_files(&input);
+    let repo = tmp.path().join("repo");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = config_backup(&input, &repo, &["--json", "--progress", "none"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        ids.push(stdout_json(&out)["backup_id"].as_str().unwrap().to_string());
+    }
+    ids.reverse(); // newest first, as list and forget show them
+    assert_eq!(complete_backups(&repo), ids);
+    make_abandoned(&repo, "20250101T000000.000Z-bbbb");
+
+    // A dry run decides and removes nothing.
+    let out = sg(&[
+        "forget",
+        "--from",
+        path(&repo),
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["command"], "forget");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["kept"][0]["backup"]["id"], ids[0].as_str());
+    assert_eq!(report["kept"][0]["reasons"][0], "last");
+    let removed: Vec<&str> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backup"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, [ids[1].as_str(), ids[2].as_str()]);
+    assert_eq!(report["untouched"][0]["id"], "20250101T000000.000Z-bbbb");
+    assert_eq!(complete_backups(&repo), ids, "the dry run removed something");
+
+    // For real, with a daily rule beside: all three are of one day, so one is kept.
+    let out = sg(&[
+        "forget",
+        "--from",
+        path(&repo),
+        "--keep-last",
+        "1",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("removed {}", ids[1])), "{text}");
+    assert!(text.contains(&format!("removed {}", ids[2])), "{text}");
+    assert!(text.contains(&format!("keep {}", ids[0])), "{text}");
+    assert!(text.contains("left alone 20250101T000000.000Z-bbbb"), "{text}");
+    assert_eq!(complete_backups(&repo), [ids[0].clone()]);
+    assert!(!repo.join(&ids[1]).exists() && !repo.join(&ids[2]).exists());
+    assert!(
+        repo.join("20250101T000000.000Z-bbbb").exists(),
+        "forget touched an incomplete backup"
+    );
+
+    // The only complete backup stays, whatever the policy, unless told.
+    let out = sg(&["forget", "--from", path(&repo), "--keep-last", "0", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = stdout_json(&out);
+    assert_eq!(report["kept"][0]["reasons"][0], "last_complete");
+    assert_eq!(complete_backups(&repo), [ids[0].clone()]);
+    let out = sg(&[
+        "forget",
+        "--from",
+        path(&repo),
+        "--keep-last",
+        "0",
+        "--allow-removing-all",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(&format!("removed {}", ids[0])));
+    assert!(complete_backups(&repo).is_empty());
+}
+
+#[test]
+fn compare_refuses_unpaired_databases() {
+    for (args, expected) in [
+        (&["compare"][..], "give the databases to compare"),
+        (
+            &["compare", "--pgsql", "postgres://a@127.0.0.1:1/a"],
+            "--pgsql needs --with URL",
+        ),
+        (
+            &["compare", "--codeintel-with", "postgres://a@127.0.0.1:1/a"],
+            "--codeintel-with needs --codeintel URL",
+        ),
+        (
+            &[
+                "compare",
+                "--codeintel",
+                "postgres://a@127.0.0.1:1/a",
+                "--codeinsights",
+                "postgres://a@127.0.0.1:1/b",
+                "--with",
+                "postgres://a@127.0.0.1:1/c",
+            ],
+            "--codeintel needs --codeintel-with URL",
+        ),
+    ] {
+        let out = sg(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
+    // One database with --with: compared (here: a closed port, so it fails, exit 1, naming it,
+    // no password shown).
+    let out = sg(&[
+        "compare",
+        "--codeinsights",
+        "postgres://a:SECRET3@127.0.0.1:1/a",
+        "--with",
+        "postgres://a:SECRET3@127.0.0.1:1/b",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: comparing codeinsights-db"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("SECRET3"));
+}
