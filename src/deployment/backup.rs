@@ -14,7 +14,8 @@ use crate::core::model::{Database, CONFIG_STORE};
 use crate::core::pipeline::BackupPipeline;
 use crate::core::plan::{plan, PlannedStore, VolumeMethod};
 use crate::core::{
-    BackupOption, BackupRepository, Decision, Deployment, Plan, PlanRequest, ProgressSink, StoreKind,
+    BackupOption, BackupRepository, DataStore, Decision, Deployment, Plan, PlanRequest, ProgressSink,
+    StoreKind,
 };
 use crate::report::{PlanReport, Summary};
 use crate::volumes::{VolumePreset, DOCKER_VOLUMES_ROOT};
@@ -135,8 +136,8 @@ impl Instance {
     }
 
     /// The directory of each volume the plan archives: as given, else the preset's when it
-    /// exists. Further shards given by name (`gitserver-1`) join the plan beside their
-    /// kind's volume.
+    /// exists. Further shards given by name or found beside the preset's volumes
+    /// (`gitserver-1`) join the plan beside their kind's volume.
     fn volume_stores(
         &self,
         plan: &mut Plan,
@@ -166,7 +167,14 @@ impl Instance {
                 }),
             }
         }
-        for (name, path) in &self.volumes {
+        // Further shards: given by name, or found beside the preset's volumes.
+        let mut shards: BTreeMap<String, PathBuf> = self.volumes.clone();
+        for found in preset.iter().flat_map(VolumePreset::discover) {
+            shards
+                .entry(found.id().to_string())
+                .or_insert_with(|| found.path().to_path_buf());
+        }
+        for (name, path) in &shards {
             if plan.volumes.iter().any(|v| &v.name == name) {
                 continue;
             }

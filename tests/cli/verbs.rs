@@ -479,3 +479,61 @@ fn compare_refuses_unpaired_databases() {
     );
     assert!(!stderr(&out).contains("SECRET3"));
 }
+
+#[test]
+fn volumes_and_further_shards_are_found_under_the_volumes_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("volumes");
+    for name in ["gitserver-0", "gitserver-1", "zoekt-0-shared", "prometheus-v2"] {
+        let data = root.join(format!("docker-compose_{name}/_data"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("file"), name).unwrap();
+    }
+    let args = strings(&[
+        "--option",
+        "all",
+        "--external",
+        "pgsql",
+        "--external",
+        "config",
+        "--external",
+        "blobstore",
+        "--external",
+        "redis-cache",
+        "--external",
+        "redis-store",
+        "--external",
+        "grafana",
+        "--external",
+        "caddy",
+        "--volumes-root",
+        path(&root),
+        "--json",
+    ]);
+    let out = run_with(&[strings(&["plan"]), args.clone()].concat(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = stdout_json(&out);
+    assert_eq!(
+        included(&plan, "decision"),
+        ["gitserver-0", "gitserver-1", "prometheus-v2", "zoekt-0-shared"]
+    );
+    assert!(plan_row(&plan, "gitserver-1", true)["location"]
+        .as_str()
+        .unwrap()
+        .ends_with("docker-compose_gitserver-1/_data"));
+    // The backup holds the shard, and --skip-recreatable leaves it out with its kind.
+    let repo = tmp.path().join("repo");
+    let out = run_with(
+        &[strings(&["backup", "--to", path(&repo)]), args.clone()].concat(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        included(&stdout_json(&out), "status"),
+        included(&plan, "decision")
+    );
+    let mut skip = [strings(&["plan"]), args].concat();
+    skip.push("--skip-recreatable".into());
+    let plan = stdout_json(&run_with(&skip, &[]));
+    assert_eq!(included(&plan, "decision"), ["prometheus-v2"]);
+}
