@@ -16,26 +16,10 @@
 //! The `sourcegraph-backup` command (crate `sourcegraph-backup-cli`) is built on this API
 //! alone.
 //!
-//! A backup of a whole instance (the three databases from the environment Sourcegraph's
-//! services read, the configuration in the main database, the volumes of a Docker Compose
-//! deployment) into S3:
+//! The README's embedding example (a backup of a whole instance into S3 through a
+//! [`deployment::Instance`]) is compiled with this crate's doc tests, from the README itself.
 //!
-//! ```no_run
-//! use sourcegraph_backup::core::{BackupOption, BackupRepository, ProgressSink};
-//! use sourcegraph_backup::deployment::Instance;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let instance = Instance::docker_compose().databases_from_env()?; // PG*, CODEINTEL_PG*, CODEINSIGHTS_PG*
-//! let backup = instance.plan(BackupOption::AllData)?; // what is included, skipped, and why
-//! let repo = BackupRepository::open("s3://backups/sourcegraph")?; // AWS_* from the environment
-//! let (progress, mut events) = ProgressSink::channel();
-//! tokio::spawn(async move { while let Some(e) = events.recv().await { eprintln!("{e:?}") } });
-//! let summary = backup.run(repo, progress).await?; // preflight, then no manifest unless every store succeeded
-//! println!("{summary}");
-//! # Ok(()) }
-//! ```
-//!
-//! The same with the store crates by hand, for full control over each store:
+//! A backup with the store crates by hand, for full control over each store:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -69,6 +53,11 @@
 
 pub mod deployment;
 pub mod report;
+
+/// The README's code, compiled and checked as doc tests (the README is the only copy).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use sourcegraph_backup_config as config;
 pub use sourcegraph_backup_core as core;
