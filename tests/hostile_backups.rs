@@ -2,7 +2,8 @@
 //! backup (databases, configuration, a volume) is replaced in turn by 300 KB of zstd that
 //! decodes to 6 GiB, with size and SHA-256 fixed in the manifest as an attacker with write
 //! access would. Every restore that reads it fails fast, naming the artifact, with bounded
-//! memory; none writes 6 GiB anywhere.
+//! memory; none writes 6 GiB anywhere. The backups and restores are the `sourcegraph-backup`
+//! command's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -13,18 +14,27 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sourcegraph_backup_testkit::PgCluster;
 
-fn examples_dir() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--examples", "-q", "-p", "sourcegraph-backup"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running cargo build --examples");
-    assert!(status.success(), "cargo build --examples failed");
+/// Builds the `sourcegraph-backup` command (in this test's profile) and returns its path.
+fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples")
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-q", "-p", "sourcegraph-backup-cli"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(profile) = profile_dir.file_name().and_then(|n| n.to_str()) {
+        if profile != "debug" {
+            cargo.args(["--profile", profile]);
+        }
+    }
+    let status = cargo
+        .status()
+        .expect("running cargo build -p sourcegraph-backup-cli");
+    assert!(status.success(), "cargo build -p sourcegraph-backup-cli failed");
+    profile_dir.join("sourcegraph-backup")
 }
 
-/// What a run of an example did.
+/// What a run of the command did.
 struct Ran {
     code: Option<i32>,
     stderr: String,
@@ -33,19 +43,19 @@ struct Ran {
     peak_rss_kib: i64,
 }
 
-/// Runs an example and measures it with `wait4`: its peak RSS, not other children's (Linux
+/// Runs the command and measures it with `wait4`: its peak RSS, not other children's (Linux
 /// keeps the high-water mark across exec, so it is at least this test process's own at the
 /// fork, which stays far below the bound checked).
 #[allow(clippy::zombie_processes)] // reaped by wait4, which std's wait cannot replace here
-fn run(dir: &Path, example: &str, args: &[&str]) -> Ran {
+fn run(bin: &Path, args: &[&str]) -> Ran {
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
-    let child = Command::new(dir.join(example))
+    let child = Command::new(bin)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(err_file.reopen().unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawning {example}: {e}"));
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     let mut status = 0;
     // SAFETY: wait4 reaps the child spawned above and fills the status and usage given.
@@ -164,7 +174,7 @@ const OTHER_VOLUMES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bomb_in_every_artifact_slot_fails_fast_by_name() {
-    let examples = examples_dir();
+    let bin = binary();
     let tmp = tempfile::tempdir().unwrap();
     let cluster = PgCluster::start().await.unwrap();
     cluster.create_database("sg").await.unwrap();
@@ -183,10 +193,11 @@ async fn a_bomb_in_every_artifact_slot_fails_fast_by_name() {
     // Databases and configuration.
     let pg_repo = tmp.path().join("pg-repo");
     let out = run(
-        &examples,
-        "postgres_only",
+        &bin,
         &[
             "backup",
+            "--option",
+            "postgres",
             "--pgsql",
             &cluster.url("sg"),
             "--to",
@@ -207,6 +218,8 @@ async fn a_bomb_in_every_artifact_slot_fails_fast_by_name() {
     let vol_repo = tmp.path().join("vol-repo");
     let mut args: Vec<String> = [
         "backup",
+        "--option",
+        "all",
         "--to",
         vol_repo.to_str().unwrap(),
         "--deployment",
@@ -223,7 +236,7 @@ async fn a_bomb_in_every_artifact_slot_fails_fast_by_name() {
         args.extend(["--external".to_string(), v.to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&examples, "all_data", &args);
+    let out = run(&bin, &args);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 
     let bomb = zstd_bomb(48);
@@ -241,44 +254,35 @@ async fn a_bomb_in_every_artifact_slot_fails_fast_by_name() {
             plant(&backup, artifact, &bomb, *plain);
             let from = copy.to_str().unwrap().to_string();
             let target = tmp.path().join(format!("target-{kind}-{i}"));
-            let (example, args): (&str, Vec<String>) = if artifact.starts_with("config/") {
-                (
-                    "config_only",
-                    vec![
-                        "restore".into(),
-                        "--from".into(),
-                        from,
-                        "--config-files".into(),
-                        target.display().to_string(),
-                    ],
-                )
+            let args: Vec<String> = if artifact.starts_with("config/") {
+                vec![
+                    "restore".into(),
+                    "--from".into(),
+                    from,
+                    "--config-files".into(),
+                    target.display().to_string(),
+                ]
             } else if kind == "pg" {
                 let db = format!("restored_{i}");
                 cluster.create_database(&db).await.unwrap();
-                (
-                    "postgres_only",
-                    vec![
-                        "restore".into(),
-                        "--from".into(),
-                        from,
-                        "--pgsql".into(),
-                        cluster.url(&db),
-                    ],
-                )
+                vec![
+                    "restore".into(),
+                    "--from".into(),
+                    from,
+                    "--pgsql".into(),
+                    cluster.url(&db),
+                ]
             } else {
-                (
-                    "all_data",
-                    vec![
-                        "restore".into(),
-                        "--from".into(),
-                        from,
-                        "--volume".into(),
-                        format!("gitserver-0={}", target.display()),
-                    ],
-                )
+                vec![
+                    "restore".into(),
+                    "--from".into(),
+                    from,
+                    "--volume".into(),
+                    format!("gitserver-0={}", target.display()),
+                ]
             };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = run(&examples, example, &args);
+            let out = run(&bin, &args);
             let err = out.stderr.clone();
             peak_rss = peak_rss.max(out.peak_rss_kib);
             if out.code == Some(0) {
