@@ -291,3 +291,116 @@ impl PlannedBackup {
         Ok(Summary::of_backup(&location, &outcome, &locations))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::deployment::RestoreOptions;
+
+    const DEAD: &str = "postgres://sg:secret@127.0.0.1:1/sg";
+
+    fn problems(instance: &Instance, option: BackupOption) -> Vec<PlanProblem> {
+        match instance.plan(option) {
+            Err(DeploymentError::Plan { problems }) => problems,
+            Err(e) => panic!("not a plan error: {e}"),
+            Ok(p) => panic!("planned {:?}", p.plan().included_stores().collect::<Vec<_>>()),
+        }
+    }
+
+    fn not_given(store: &str) -> PlanProblem {
+        PlanProblem::NotGiven { store: store.into() }
+    }
+
+    #[test]
+    fn the_main_database_and_its_configuration_must_be_given_or_external() {
+        let none = Instance::docker_compose();
+        assert_eq!(
+            problems(&none, BackupOption::AllPostgres),
+            [not_given("config"), not_given("pgsql")]
+        );
+        assert_eq!(problems(&none, BackupOption::ConfigOnly), [not_given("config")]);
+        let external = Instance::docker_compose().external("pgsql");
+        assert_eq!(
+            problems(&external, BackupOption::AllPostgres),
+            [PlanProblem::NothingToBackUp]
+        );
+        let codeintel = external.database_url(Database::CodeIntel, DEAD).unwrap();
+        let planned = codeintel.plan(BackupOption::AllPostgres).unwrap();
+        let ids: Vec<&str> = planned.stores().iter().map(StoreHandle::id).collect();
+        assert_eq!(ids, ["codeintel-db"]);
+        assert!(
+            !planned.plan().includes("config"),
+            "config lives in the main database"
+        );
+    }
+
+    #[test]
+    fn databases_without_a_connection_are_left_out_with_the_reason() {
+        let instance = Instance::docker_compose()
+            .database_url(Database::Frontend, DEAD)
+            .unwrap();
+        let planned = instance.plan(BackupOption::AllPostgres).unwrap();
+        let mut ids: Vec<&str> = planned.stores().iter().map(StoreHandle::id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["config", "pgsql"]);
+        let report = planned.report();
+        let row = report
+            .stores
+            .iter()
+            .find(|r| r.store == "codeinsights-db")
+            .unwrap();
+        assert_eq!(row.decision, "skipped");
+        assert!(row.reason.starts_with("not given"), "{}", row.reason);
+        assert!(
+            !format!("{instance:?}").contains("secret"),
+            "Debug shows a password"
+        );
+    }
+
+    #[test]
+    fn volumes_need_a_directory_and_the_all_data_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_volume = Instance::docker_compose()
+            .database_url(Database::Frontend, DEAD)
+            .unwrap()
+            .volume("gitserver-0", dir.path())
+            .unwrap();
+        assert_eq!(
+            problems(&with_volume, BackupOption::AllPostgres),
+            [PlanProblem::VolumeOutsideOption {
+                volume: "gitserver-0".into()
+            }]
+        );
+        let nowhere = with_volume.clone().volumes_root(dir.path().join("none"));
+        let missing = problems(&nowhere, BackupOption::AllData);
+        assert!(missing.contains(&PlanProblem::VolumeWithoutDirectory {
+            volume: "zoekt-0-shared".into()
+        }));
+        assert!(!missing.contains(&PlanProblem::VolumeWithoutDirectory {
+            volume: "gitserver-0".into()
+        }));
+        let unknown = with_volume.volume("frobnicator-3", dir.path()).unwrap();
+        assert!(
+            problems(&unknown, BackupOption::AllData).contains(&PlanProblem::UnknownVolume {
+                volume: "frobnicator-3".into()
+            })
+        );
+        assert!(Instance::docker_compose().volume("a/b", dir.path()).is_err());
+        assert!(Instance::docker_compose().volume_spec("no-path").is_err());
+        // describe() reports the same problems and touches nothing.
+        let report = nowhere.describe(BackupOption::AllData);
+        assert!(!report.ok);
+        assert!(!dir.path().join("none").exists());
+    }
+
+    #[test]
+    fn a_role_mapped_twice_is_refused() {
+        let options = RestoreOptions::new().map_role("a", "b").unwrap();
+        assert!(options.clone().map_role("a", "b").is_ok());
+        assert!(matches!(
+            options.map_role("a", "c"),
+            Err(DeploymentError::RoleMappedTwice { .. })
+        ));
+    }
+}
