@@ -6,6 +6,9 @@
 //! [`CONFIG`], [`POSTGRES`], [`ALL`]), other verbs ignore it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -637,25 +640,6 @@ fn make_gitserver(root: &Path) {
 }
 
 const OTHER_VOLUMES: [&str; 5] = ["zoekt-0-shared", "blobstore", "redis-cache", "grafana", "caddy"];
-
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.push((rel + "/", Vec::new()));
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_round_trip_and_failures() {

@@ -3,6 +3,9 @@
 //! `tests/cli.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -52,26 +55,6 @@ fn stdout(out: &Output) -> String {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Every file and directory under `root` with its bytes, sorted.
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.push((rel + "/", Vec::new()));
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
